@@ -1,0 +1,308 @@
+"""`LongTailDataset`: the interface every long-tailed dataset implements.
+
+A dataset knows its splits (train, val, test, open and optionally open_val) and
+builds deterministic `tf.data` pipelines from them:
+
+- The order of an epoch is computed in numpy from (seed, epoch, sampler)
+  (see `samplers.py`); the pipeline is built from that index sequence, so a
+  resumed run (`skip_batches=k`) sees exactly batches k.. of an uninterrupted one.
+- Augmentation uses stateless random ops seeded by (seed, epoch, position in the
+  epoch), so it is reproducible too.
+- Under `tf.distribute`, `input_context` selects, from each global batch, the rows
+  of the replicas that this input pipeline feeds, so that a step's per-replica
+  batches together are exactly the one-device global batch.
+
+Elements are `(images, labels)`: float32 `[b, H, W, C]` in `[0, 255]` (the model
+normalises) and int32 `[b]`; open-set images have label -1.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+import tensorflow as tf
+
+from keras_oltr.data import samplers, transforms
+
+SPLITS = ("train", "val", "test", "open", "open_val")
+KNOWN_SPLITS = ("train", "val", "test")
+OPEN_SPLITS = ("open", "open_val")
+OPEN_LABEL = -1
+
+# Shot groups of SPEC 1 used by `describe()` (strict thresholds).
+MANY_SHOT = 100
+FEW_SHOT = 20
+
+
+def check_split(split: str) -> None:
+    """Raises ValueError for a split name outside `SPLITS`."""
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
+
+
+def _distribution(input_context, global_batch_size: int):
+    """Returns (num_replicas, num_pipelines, pipeline_id) after validating them."""
+    if input_context is None:
+        return 1, 1, 0
+    replicas = int(input_context.num_replicas_in_sync)
+    pipelines = int(input_context.num_input_pipelines)
+    pipeline_id = int(input_context.input_pipeline_id)
+    if global_batch_size % replicas:
+        raise ValueError(
+            "`global_batch_size` must be divisible by the number of replicas in sync. "
+            f"Received: global_batch_size={global_batch_size}, num_replicas={replicas}"
+        )
+    if replicas % pipelines:
+        raise ValueError(
+            "The number of replicas must be a multiple of the number of input pipelines. "
+            f"Received: num_replicas={replicas}, num_input_pipelines={pipelines}"
+        )
+    return replicas, pipelines, pipeline_id
+
+
+class LongTailDataset(abc.ABC):
+    """Base class of long-tailed datasets with known and open-set splits.
+
+    Subclasses call `__init__` with the dataset's metadata and implement
+    `split_labels` and `_examples`; everything about ordering, sharding, batching
+    and resuming lives here, once.
+
+    Args:
+        name: dataset name (as registered).
+        class_names: one name per known class; its length is `num_classes`.
+        image_size: height = width of the images the model sees.
+        channels: 1 (gray) or 3 (RGB).
+        train_labels: int array `[N_train]` of known labels `0..K-1`.
+        horizontal_flip: whether a horizontal flip is a valid augmentation
+            (False for digits, whose mirror image is not a digit).
+        augmentation: `"imagenet"` (RandomResizedCrop + flip + colour jitter) or
+            `"small"` (pad-4 random crop + flip); default: `"small"` when
+            `image_size <= 64`, else `"imagenet"`.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        class_names,
+        image_size: int,
+        channels: int,
+        train_labels: np.ndarray,
+        horizontal_flip: bool = True,
+        augmentation: str | None = None,
+    ):
+        self.name = str(name)
+        self.class_names = tuple(str(c) for c in class_names)
+        self.num_classes = len(self.class_names)
+        if self.num_classes < 1:
+            raise ValueError(
+                f"`class_names` must not be empty. Received: class_names={class_names}"
+            )
+        if int(image_size) < 1:
+            raise ValueError(f"`image_size` must be positive. Received: image_size={image_size}")
+        self.image_size = int(image_size)
+        if channels not in (1, 3):
+            raise ValueError(f"`channels` must be 1 or 3. Received: channels={channels}")
+        self.channels = int(channels)
+        self.horizontal_flip = bool(horizontal_flip)
+        if augmentation is None:
+            augmentation = "small" if self.image_size <= 64 else "imagenet"
+        if augmentation not in transforms.AUGMENTATIONS:
+            raise ValueError(
+                f"`augmentation` must be one of {transforms.AUGMENTATIONS}. "
+                f"Received: augmentation={augmentation!r}"
+            )
+        self.augmentation = augmentation
+        train_labels = np.asarray(train_labels)
+        if train_labels.ndim != 1 or train_labels.size == 0:
+            raise ValueError(
+                "`train_labels` must be a non-empty 1-D array. "
+                f"Received: train_labels.shape={train_labels.shape}"
+            )
+        if train_labels.min() < 0 or train_labels.max() >= self.num_classes:
+            raise ValueError(
+                f"Train labels must lie in [0, {self.num_classes}). Received: "
+                f"min={train_labels.min()}, max={train_labels.max()}"
+            )
+        self.train_labels = train_labels.astype(np.int64)
+
+    # ----------------------------------------------------------------- metadata
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        """Number of train images per class, int `[K]`."""
+        return np.bincount(self.train_labels, minlength=self.num_classes)
+
+    @property
+    def num_train(self) -> int:
+        """Number of train images."""
+        return int(self.train_labels.size)
+
+    @abc.abstractmethod
+    def split_labels(self, split: str) -> np.ndarray:
+        """Labels of a split, int `[N]` (-1 for open-set splits).
+
+        Raises ValueError for an unknown or absent split.
+        """
+
+    @abc.abstractmethod
+    def has_split(self, split: str) -> bool:
+        """Whether the dataset has `split` (`open_val` is optional)."""
+
+    def num_examples(self, split: str) -> int:
+        """Number of examples in `split`."""
+        return int(len(self.split_labels(split)))
+
+    def steps_per_epoch(self, global_batch_size: int) -> int:
+        """`int(N_train / global_batch_size)`, for either sampler (SPEC 5)."""
+        if global_batch_size < 1:
+            raise ValueError(
+                "`global_batch_size` must be positive. "
+                f"Received: global_batch_size={global_batch_size}"
+            )
+        steps = self.num_train // int(global_batch_size)
+        if steps < 1:
+            raise ValueError(
+                "`global_batch_size` is larger than the train set, so an epoch has no step. "
+                f"Received: global_batch_size={global_batch_size}, num_train={self.num_train}"
+            )
+        return steps
+
+    def describe(self) -> str:
+        """Human-readable class-count summary (max/min, many/medium/few-shot sizes)."""
+        counts = self.train_counts
+        many = int(np.sum(counts > MANY_SHOT))
+        few = int(np.sum(counts < FEW_SHOT))
+        medium = self.num_classes - many - few
+        splits = ", ".join(
+            f"{s} {self.num_examples(s)}" for s in SPLITS if s != "train" and self.has_split(s)
+        )
+        return (
+            f"{self.name}: {self.num_classes} classes, {self.num_train} train images "
+            f"(max {counts.max()} / min {counts.min()} per class, imbalance "
+            f"{counts.max() / max(counts.min(), 1):.1f}); shot groups (strict): "
+            f"many (>{MANY_SHOT}) {many}, medium ({FEW_SHOT}..{MANY_SHOT}) {medium}, "
+            f"few (<{FEW_SHOT}) {few} classes; {splits}; "
+            f"{self.image_size}x{self.image_size}x{self.channels}"
+        )
+
+    # ---------------------------------------------------------------- pipelines
+
+    @abc.abstractmethod
+    def _examples(
+        self, split: str, indices: np.ndarray, seeds: np.ndarray | None
+    ) -> tf.data.Dataset:
+        """Unbatched `(image, label)` dataset for `indices` of `split`, in order.
+
+        `seeds` is an int64 `[n, 2]` array of per-example augmentation seeds, or
+        None for the test transform. An implementation may drop examples it cannot
+        read (reporting them); it must not reorder them.
+        """
+
+    # Whether `_examples` may drop unreadable examples; then the train pipeline
+    # draws one spare global batch to refill the epoch.
+    _may_drop_examples = False
+
+    def _train_image(self, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """Training augmentation of a decoded uint8 image."""
+        if self.augmentation == "small":
+            return transforms.small_train_transform(
+                image, self.image_size, seed, flip=self.horizontal_flip
+            )
+        return transforms.imagenet_train_transform_array(
+            image, self.image_size, seed, flip=self.horizontal_flip
+        )
+
+    def _test_image(self, image: tf.Tensor) -> tf.Tensor:
+        """Test transform of a decoded uint8 image."""
+        if self.augmentation == "small":
+            return transforms.small_test_transform(image, self.image_size)
+        return transforms.imagenet_test_transform(image, self.image_size)
+
+    def train_dataset(
+        self,
+        global_batch_size: int,
+        *,
+        epoch: int,
+        seed: int,
+        sampler: str = "random",
+        samples_per_class: int = 4,
+        augment: bool = True,
+        skip_batches: int = 0,
+        input_context: tf.distribute.InputContext | None = None,
+    ) -> tf.data.Dataset:
+        """One epoch of training batches, `steps_per_epoch(B) - skip_batches` of them.
+
+        Args:
+            global_batch_size: batch size summed over all replicas (B).
+            epoch: epoch number; with `seed` and `sampler` it fixes the order and
+                the augmentation.
+            seed: non-negative run seed.
+            sampler: `"random"` or `"class_aware"` (SPEC 5).
+            samples_per_class: consecutive images per class visit (class-aware).
+            augment: training augmentation if True, else the test transform.
+            skip_batches: number of leading global batches to leave out (resume).
+            input_context: from `strategy.distribute_datasets_from_function`; the
+                pipeline then yields per-replica batches of `B / num_replicas`.
+
+        Returns:
+            A dataset of `(images, labels)`.
+        """
+        steps = self.steps_per_epoch(global_batch_size)
+        if seed < 0:
+            raise ValueError(f"`seed` must be non-negative. Received: seed={seed}")
+        if not 0 <= skip_batches <= steps:
+            raise ValueError(
+                f"`skip_batches` must lie in [0, steps_per_epoch={steps}]. "
+                f"Received: skip_batches={skip_batches}"
+            )
+        replicas, pipelines, pipeline_id = _distribution(input_context, global_batch_size)
+        per_replica = global_batch_size // replicas
+        rows = per_replica * (replicas // pipelines)
+        spare = 1 if self._may_drop_examples else 0
+        order = samplers.epoch_order(
+            self.train_labels,
+            (steps + spare) * global_batch_size,
+            seed=seed,
+            epoch=epoch,
+            sampler=sampler,
+            samples_per_class=samples_per_class,
+        )
+        # Rows [g*B, (g+1)*B) form global batch g; this pipeline's replicas take the
+        # contiguous column block [id*rows, (id+1)*rows) of every global batch.
+        columns = slice(pipeline_id * rows, (pipeline_id + 1) * rows)
+        indices = order.reshape(-1, global_batch_size)[skip_batches:, columns].reshape(-1)
+        seeds = None
+        if augment:
+            positions = np.arange(order.size, dtype=np.int64).reshape(-1, global_batch_size)
+            positions = positions[skip_batches:, columns].reshape(-1)
+            run_key = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]
+            seeds = np.stack([np.full_like(positions, run_key), positions], axis=-1)
+        num_batches = (steps - skip_batches) * (replicas // pipelines)
+        ds = self._examples("train", indices, seeds)
+        ds = ds.batch(per_replica, drop_remainder=True).take(num_batches)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def eval_dataset(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        input_context: tf.distribute.InputContext | None = None,
+    ) -> tf.data.Dataset:
+        """All examples of `split` in file order with the test transform.
+
+        Args:
+            split: one of `SPLITS` that the dataset has.
+            batch_size: global batch size; the last batch may be smaller.
+            input_context: shards the examples over input pipelines (example i goes
+                to pipeline `i % num_input_pipelines`) and yields per-replica batches.
+        """
+        check_split(split)
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be positive. Received: batch_size={batch_size}")
+        replicas, pipelines, pipeline_id = _distribution(input_context, batch_size)
+        indices = np.arange(self.num_examples(split), dtype=np.int64)[pipeline_id::pipelines]
+        ds = self._examples(split, indices, None)
+        return ds.batch(batch_size // replicas).prefetch(tf.data.AUTOTUNE)
