@@ -250,3 +250,19 @@ def test_rebuild_reproduces_committed_file(tmp_path):
     with open(tmp_path / "mixed_mnist_lt.manifest.json") as f:
         rebuilt = json.load(f)
     assert rebuilt == mixed_mnist_lt.load_manifest()
+
+
+def test_registered_builder_returns_array_dataset(arrays):
+    from keras_oltr import data
+
+    assert "mixed_mnist_lt" in data.list_datasets()
+    ds = data.get_dataset("mixed_mnist_lt")
+    assert isinstance(ds, data.ArrayDataset)
+    assert ds.class_names == tuple(EXPECTED_TRAIN_COUNTS)
+    assert (ds.image_size, ds.channels, ds.horizontal_flip) == (28, 1, False)
+    np.testing.assert_array_equal(ds.train_counts, list(EXPECTED_TRAIN_COUNTS.values()))
+    for split, size in SPLIT_SIZES.items():
+        assert ds.num_examples(split) == size
+    np.testing.assert_array_equal(ds.split_images("open"), arrays["open_images"])
+    labels = np.concatenate([y.numpy() for _, y in ds.eval_dataset("test", 512)])
+    np.testing.assert_array_equal(labels, arrays["test_labels"])

@@ -15,6 +15,9 @@ Arrays (N varies by split):
                         image's index within that source
   class_names           str [24], open_class_names str [6], source_names str [3]
 for split in train, val, test, open, open_val.
+
+Registered as `mixed_mnist_lt`: `keras_oltr.data.get_dataset("mixed_mnist_lt")` returns an
+`ArrayDataset` (28x28x1, no horizontal flip since mirrored digits are not digits).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ import os
 
 import numpy as np
 from absl import logging
+
+from keras_oltr.data.array_dataset import ArrayDataset
+from keras_oltr.data.registry import register_dataset
 
 NAME = "mixed_mnist_lt"
 SPLITS = ("train", "val", "test", "open", "open_val")
@@ -136,3 +142,38 @@ def summary(arrays: dict | None = None, inclusive: bool = False) -> dict:
         "shot_groups": shot_group_sizes(train_labels, num_classes, inclusive=inclusive),
         "shot_convention": "inclusive" if inclusive else "strict",
     }
+
+
+@register_dataset(NAME)
+def build_mixed_mnist_lt(
+    *,
+    path: str | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    augmentation: str | None = None,
+    verify: bool = True,
+) -> ArrayDataset:
+    """Builds the `mixed_mnist_lt` dataset (registered under that name).
+
+    Args:
+        path: the .npz file; defaults to the shipped asset.
+        image_size: size the model sees; default 28 (stored size).
+        channels: 1 (default, stored) or 3.
+        augmentation: see `LongTailDataset`; default "small" (pad-4 crop).
+        verify: check the SHA-256 against the manifest.
+
+    Returns:
+        An `ArrayDataset` with splits train, val, test, open and open_val.
+    """
+    arrays = load_mixed_mnist_lt_arrays(path, verify=verify)
+    splits = {split: (arrays[f"{split}_images"], arrays[f"{split}_labels"]) for split in SPLITS}
+    return ArrayDataset(
+        splits,
+        class_names=arrays["class_names"].tolist(),
+        name=NAME,
+        image_size=image_size,
+        channels=channels,
+        # Digits are not mirror-symmetric, so flipping would create non-class images.
+        horizontal_flip=False,
+        augmentation=augmentation,
+    )
