@@ -1,0 +1,261 @@
+"""Model-level evaluation: run a Keras model over a dataset's splits, report, plot.
+
+The model is called as ``model(images, training=False)`` and returns a dict with at
+least "probabilities" (or "logits") and, for the OLTR model, "reachability". Only
+the top-1 class and max probability of each image are kept, so memory is O(N).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import keras
+import numpy as np
+from absl import logging
+
+from keras_oltr.evaluation.metrics import (
+    DEFAULT_THRESHOLD,
+    check_convention,
+    check_train_counts,
+    evaluate_top1_predictions,
+)
+from keras_oltr.evaluation.plots import write_plots
+from keras_oltr.evaluation.report import write_report
+
+TEST_SPLITS = ("test", "open")
+VAL_SPLITS = ("val", "open_val")
+CHECKPOINTS = ("best", "latest")
+STAGE_MODEL_NAMES = {1: "plain", 2: "oltr"}
+
+
+class WorkdirError(Exception):
+    """A training workdir lacks what evaluation needs (config, checkpoint)."""
+
+
+class CheckpointNotFoundError(WorkdirError, FileNotFoundError):
+    """The requested checkpoint file does not exist."""
+
+
+def _num_batches(batches: Iterable[Any]) -> int | None:
+    try:
+        count = len(batches)  # tf.data raises TypeError for unknown cardinality
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return count if count >= 0 else None
+
+
+def collect_top1_outputs(
+    model: Any, batches: Iterable[Any], *, description: str = ""
+) -> dict[str, np.ndarray]:
+    """Runs ``model`` over ``(images, labels)`` batches and keeps top-1 outputs.
+
+    Args:
+        model: callable as ``model(images, training=False)`` returning a dict with
+            "probabilities" or "logits", and optionally "reachability".
+        batches: iterable of ``(images, labels)``.
+        description: shown in the log line before the progress bar.
+
+    Returns:
+        dict of [N] arrays: "predicted_class", "max_probability", "labels",
+        "reachability" (None if the model has none), and "num_classes".
+    """
+    predicted, max_probability, labels, reachability = [], [], [], []
+    num_classes = None
+    has_reachability = None
+    logging.info("Evaluating %s", description)
+    progbar = keras.utils.Progbar(_num_batches(batches), unit_name="batch")
+    for step, (images, batch_labels) in enumerate(batches):
+        outputs = model(images, training=False)
+        if not isinstance(outputs, Mapping):
+            raise ValueError(
+                "The model must return a dict with 'probabilities' or 'logits'. "
+                f"Received: {type(outputs).__name__}"
+            )
+        if "probabilities" in outputs:
+            probabilities = keras.ops.convert_to_numpy(outputs["probabilities"])
+        elif "logits" in outputs:
+            probabilities = keras.ops.convert_to_numpy(
+                keras.ops.softmax(outputs["logits"], axis=-1)
+            )
+        else:
+            raise ValueError(
+                "The model must return 'probabilities' or 'logits'. "
+                f"Received keys: {sorted(outputs)}"
+            )
+        probabilities = probabilities.reshape(probabilities.shape[0], -1)
+        num_classes = probabilities.shape[1]
+        top = np.argmax(probabilities, axis=1)
+        predicted.append(top)
+        max_probability.append(probabilities[np.arange(top.size), top])
+        labels.append(np.asarray(keras.ops.convert_to_numpy(batch_labels)).reshape(-1))
+        if has_reachability is None:
+            has_reachability = "reachability" in outputs
+        if has_reachability:
+            reachability.append(keras.ops.convert_to_numpy(outputs["reachability"]).reshape(-1))
+        progbar.update(step + 1)
+    if num_classes is None:
+        raise ValueError(f"No batches to evaluate in {description or 'the dataset'}.")
+    return {
+        "predicted_class": np.concatenate(predicted).astype(np.int64),
+        "max_probability": np.clip(np.concatenate(max_probability).astype(np.float64), 0, 1),
+        "labels": np.concatenate(labels).astype(np.int64),
+        "reachability": np.concatenate(reachability) if has_reachability else None,
+        "num_classes": num_classes,
+    }
+
+
+def _concat_outputs(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    reach = [p["reachability"] for p in parts]
+    return {
+        key: np.concatenate([p[key] for p in parts])
+        for key in ("predicted_class", "max_probability", "labels")
+    } | {"reachability": None if any(r is None for r in reach) else np.concatenate(reach)}
+
+
+def evaluate_model(
+    model: Any,
+    dataset: Any,
+    out_dir: str,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    convention: str = "strict",
+    batch_size: int = 256,
+    model_name: str = "oltr",
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluates ``model`` on ``dataset`` and writes metrics.json, report.md and plots.
+
+    Test images are the "test" split plus the "open" split (when present; labels
+    -1). When the dataset has a "val" split (and optionally "open_val"), it is used
+    to choose a rejection threshold that is reported beside ``threshold``.
+
+    Args:
+        model: a Keras model returning a dict (see module docstring).
+        dataset: object with ``eval_dataset(split, batch_size)``, ``has_split(split)``,
+            ``train_counts``, ``class_names`` and ``name``.
+        out_dir: output folder.
+        threshold: open-set rejection threshold on the max probability.
+        convention: shot-group convention, "strict" or "inclusive".
+        batch_size: evaluation batch size.
+        model_name: written into the report; compare.py groups runs by it.
+        extra: optional JSON-serialisable information for metrics.json.
+
+    Returns:
+        The `evaluate_predictions` metrics dict.
+    """
+    check_convention(convention)
+    train_counts = check_train_counts(dataset.train_counts)
+    splits = [s for s in TEST_SPLITS if s == "test" or dataset.has_split(s)]
+    if not dataset.has_split("test"):
+        raise ValueError(f"Dataset {dataset.name!r} has no 'test' split.")
+    test = _concat_outputs(
+        [
+            collect_top1_outputs(
+                model, dataset.eval_dataset(split, batch_size), description=f"split {split!r}"
+            )
+            for split in splits
+        ]
+    )
+    val, val_splits = None, []
+    if dataset.has_split("val"):
+        val_splits = [s for s in VAL_SPLITS if dataset.has_split(s)]
+        val = _concat_outputs(
+            [
+                collect_top1_outputs(
+                    model, dataset.eval_dataset(split, batch_size), description=f"split {split!r}"
+                )
+                for split in val_splits
+            ]
+        )
+        val.pop("reachability")
+    metrics = evaluate_top1_predictions(
+        test["predicted_class"],
+        test["max_probability"],
+        test["labels"],
+        train_counts,
+        reachability=test["reachability"],
+        threshold=threshold,
+        convention=convention,
+        val=val,
+    )
+    plot_files = write_plots(metrics, out_dir)
+    info = {"splits": splits, "val_splits": val_splits}
+    write_report(
+        metrics,
+        out_dir,
+        model_name=model_name,
+        dataset_name=str(getattr(dataset, "name", "dataset")),
+        extra=info | dict(extra or {}),
+        plot_files=plot_files,
+    )
+    return metrics
+
+
+def evaluate_workdir(
+    workdir: str,
+    *,
+    stage: int = 2,
+    checkpoint: str = "best",
+    threshold: float = DEFAULT_THRESHOLD,
+    convention: str = "strict",
+    batch_size: int = 256,
+    out_dir: str | None = None,
+) -> dict[str, Any]:
+    """Loads ``<workdir>/stage{stage}/{checkpoint}.keras`` and evaluates it.
+
+    The dataset is rebuilt from ``<workdir>/config.json`` ({"dataset": name,
+    "dataset_kwargs": {...}}) with `keras_oltr.data.get_dataset`. Results go to
+    ``out_dir`` (default ``<workdir>/eval/stage{stage}``).
+
+    Raises:
+        WorkdirError: missing or unreadable config.json.
+        CheckpointNotFoundError: missing checkpoint file.
+        ValueError: bad ``stage`` / ``checkpoint`` / ``convention`` values.
+    """
+    if stage not in STAGE_MODEL_NAMES:
+        raise ValueError(f"`stage` must be 1 or 2. Received: stage={stage!r}")
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(
+            f"`checkpoint` must be one of {CHECKPOINTS}. Received: checkpoint={checkpoint!r}"
+        )
+    check_convention(convention)
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(config_path):
+        raise WorkdirError(f"No config.json in workdir {workdir!r} (expected {config_path}).")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        dataset_name = config["dataset"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise WorkdirError(f"Cannot read the dataset from {config_path}: {error!r}") from None
+    checkpoint_path = os.path.join(workdir, f"stage{stage}", f"{checkpoint}.keras")
+    if not os.path.isfile(checkpoint_path):
+        raise CheckpointNotFoundError(
+            f"No {checkpoint!r} checkpoint for stage {stage}: {checkpoint_path} does not "
+            "exist. Train that stage first, or pick --stage / --checkpoint."
+        )
+
+    # Importing the package registers the custom layers needed to deserialise.
+    import keras_oltr  # noqa: F401
+    from keras_oltr import data
+
+    model = keras.saving.load_model(checkpoint_path, compile=False)
+    dataset = data.get_dataset(dataset_name, **config.get("dataset_kwargs", {}))
+    out_dir = out_dir or os.path.join(workdir, "eval", f"stage{stage}")
+    return evaluate_model(
+        model,
+        dataset,
+        out_dir,
+        threshold=threshold,
+        convention=convention,
+        batch_size=batch_size,
+        model_name=STAGE_MODEL_NAMES[stage],
+        extra={
+            "workdir": os.path.abspath(workdir),
+            "checkpoint": checkpoint_path,
+            "config": config,
+        },
+    )
