@@ -1,0 +1,15 @@
+"""OLTR building blocks as Keras 3 layers."""
+
+from keras_oltr.layers.centroid_memory import CentroidMemory, pairwise_squared_distances
+from keras_oltr.layers.cosine_classifier import CosineClassifier, squash
+from keras_oltr.layers.meta_embedding import MetaEmbedding
+from keras_oltr.layers.modulated_attention import ModulatedAttention
+
+__all__ = [
+    "CentroidMemory",
+    "CosineClassifier",
+    "MetaEmbedding",
+    "ModulatedAttention",
+    "pairwise_squared_distances",
+    "squash",
+]

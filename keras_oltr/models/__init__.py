@@ -1,0 +1,16 @@
+"""Backbones, model builders and the OLTR model class."""
+
+from keras_oltr.models import resnet  # noqa: F401  (registers the backbones)
+from keras_oltr.models.backbones import get_backbone, list_backbones, register_backbone
+from keras_oltr.models.builders import build_oltr_model, build_plain_model, init_from_stage1
+from keras_oltr.models.oltr_model import OLTRModel
+
+__all__ = [
+    "OLTRModel",
+    "build_oltr_model",
+    "build_plain_model",
+    "get_backbone",
+    "init_from_stage1",
+    "list_backbones",
+    "register_backbone",
+]
