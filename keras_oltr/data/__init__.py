@@ -7,14 +7,19 @@ Importing this package registers the built-in datasets; build one by name::
     train = ds.train_dataset(128, epoch=0, seed=0, sampler="class_aware")
 """
 
-from keras_oltr.data import mixed_mnist_lt  # noqa: F401  (registers its dataset)
+# Imported for their registrations: imagenet_lt, places_lt, custom (split_files),
+# cifar10_lt, cifar100_lt (cifar_lt), mixed_mnist_lt.
+from keras_oltr.data import cifar_lt, mixed_mnist_lt, split_files  # noqa: F401
 from keras_oltr.data.array_dataset import ArrayDataset
 from keras_oltr.data.base import LongTailDataset
 from keras_oltr.data.registry import get_dataset, list_datasets, register_dataset
+from keras_oltr.data.split_files import SplitFileDataset, SplitFileError
 
 __all__ = [
     "ArrayDataset",
     "LongTailDataset",
+    "SplitFileDataset",
+    "SplitFileError",
     "get_dataset",
     "list_datasets",
     "register_dataset",

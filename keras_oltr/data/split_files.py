@@ -1,0 +1,433 @@
+"""`SplitFileDataset`: images on disk listed by OLTR split files (SPEC 7).
+
+A split file has one `relative/path label` line per image (open-set files use
+label -1), e.g. `ImageNet_LT_train.txt`. Everything wrong with a set of split
+files is collected while loading and raised as ONE `SplitFileError` that names the
+file and line numbers, so that a long run never starts on broken splits.
+
+Undecodable images found while training or evaluating are skipped and logged
+(path and running count, see `unreadable_files`); they never crash a run.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Mapping
+from concurrent import futures
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_oltr.data import base, transforms
+from keras_oltr.data.registry import register_dataset
+
+# Offending lines quoted per kind of problem in a SplitFileError.
+MAX_QUOTED = 10
+
+PROBLEM_KINDS = {
+    "malformed": "malformed lines (expected `relative/path label`)",
+    "duplicate": "duplicate images",
+    "label": "labels out of range",
+    "missing": "missing image files",
+    "empty_class": "classes with zero train images",
+}
+
+
+class SplitFileError(ValueError):
+    """Invalid split files: lists every kind of problem with file and line numbers.
+
+    Attributes:
+        problems: `{kind: [message, ...]}` with one message per offending line (or
+            class), kinds from `PROBLEM_KINDS`.
+    """
+
+    def __init__(self, problems: Mapping[str, list[str]]):
+        self.problems = {k: list(v) for k, v in problems.items() if v}
+        total = sum(len(v) for v in self.problems.values())
+        lines = [f"Invalid split files: {total} problem(s)."]
+        for kind, messages in self.problems.items():
+            lines.append(f"{PROBLEM_KINDS[kind]}: {len(messages)} in all")
+            lines.extend(f"  {m}" for m in messages[:MAX_QUOTED])
+            if len(messages) > MAX_QUOTED:
+                lines.append(f"  ... and {len(messages) - MAX_QUOTED} more")
+        super().__init__("\n".join(lines))
+
+
+def read_split_file(path: str):
+    """Parses a split file.
+
+    Returns:
+        `(entries, problems)`: entries is a list of `(line_number, relative_path,
+        label)` for the well-formed lines; problems maps "malformed" and
+        "duplicate" to messages naming the file and line. Blank lines are ignored.
+    """
+    entries, problems = [], collections.defaultdict(list)
+    seen: dict[str, int] = {}
+    name = os.path.basename(path)
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            parts = text.rsplit(maxsplit=1)  # paths may contain spaces, labels may not
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                label = int(parts[1])
+            except ValueError:
+                problems["malformed"].append(f"{name}:{lineno}: {text[:80]!r}")
+                continue
+            rel = parts[0]
+            if rel in seen:
+                problems["duplicate"].append(
+                    f"{name}:{lineno}: {rel} (first listed on line {seen[rel]})"
+                )
+                continue
+            seen[rel] = lineno
+            entries.append((lineno, rel, label))
+    return entries, problems
+
+
+def _missing(paths: list[str]) -> list[bool]:
+    # Thread pool: stat() latency dominates on network file systems.
+    with futures.ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda p: not os.path.isfile(p), paths, chunksize=256))
+
+
+class SplitFileDataset(base.LongTailDataset):
+    """Long-tailed dataset of image files listed by OLTR split files.
+
+    Args:
+        data_root: folder the relative paths in the split files start from.
+        split_files: `{split: path}`; "train" is required, "val", "test", "open"
+            and "open_val" are optional. Known splits hold labels `0..K-1`, open
+            splits label -1.
+        name: dataset name.
+        num_classes: K; default: `len(class_names)`, else max train label + 1.
+        class_names: optional names of the K classes (default "0".."K-1").
+        image_size: height = width of the model input.
+        channels: 1 or 3; every image is converted to it while decoding.
+        horizontal_flip: whether flipping is a valid augmentation.
+        augmentation: see `LongTailDataset`.
+        check_files: check that every listed image exists while loading.
+
+    Raises:
+        ValueError: `data_root` or a split file does not exist.
+        SplitFileError: malformed or duplicate lines, labels out of range, missing
+            images, or classes without train images (all collected in one error).
+
+    Caching: nothing is cached. Decoded ImageNet-size images do not fit in memory,
+    and training crops are random, so only encoded bytes could be cached, which
+    the OS page cache already does for repeated reads.
+    """
+
+    _may_drop_examples = True
+
+    def __init__(
+        self,
+        *,
+        data_root: str,
+        split_files: Mapping[str, str],
+        name: str = "split_files",
+        num_classes: int | None = None,
+        class_names=None,
+        image_size: int = 224,
+        channels: int = 3,
+        horizontal_flip: bool = True,
+        augmentation: str | None = None,
+        check_files: bool = True,
+    ):
+        if not os.path.isdir(data_root):
+            raise ValueError(
+                f"Image folder `data_root` does not exist. Received: data_root={data_root!r}"
+            )
+        if "train" not in split_files:
+            raise ValueError(
+                f"`split_files` must contain 'train'. Received: split_files={dict(split_files)}"
+            )
+        for split, path in split_files.items():
+            base.check_split(split)
+            if not os.path.isfile(path):
+                raise ValueError(f"Split file not found. Received: split={split!r}, path={path!r}")
+        self.data_root = data_root
+        self.split_files = dict(split_files)
+        problems = collections.defaultdict(list)
+        parsed = {}
+        for split, path in self.split_files.items():
+            entries, file_problems = read_split_file(path)
+            for kind, messages in file_problems.items():
+                problems[kind].extend(messages)
+            parsed[split] = entries
+
+        if class_names is not None:
+            class_names = tuple(class_names)
+            if num_classes is not None and num_classes != len(class_names):
+                raise ValueError(
+                    "`num_classes` disagrees with `class_names`. Received: "
+                    f"num_classes={num_classes}, len(class_names)={len(class_names)}"
+                )
+            num_classes = len(class_names)
+        if num_classes is None:
+            train_labels = [y for _, _, y in parsed["train"] if y >= 0]
+            num_classes = max(train_labels) + 1 if train_labels else 1
+        if class_names is None:
+            class_names = tuple(str(i) for i in range(num_classes))
+
+        self._paths: dict[str, np.ndarray] = {}
+        self._labels: dict[str, np.ndarray] = {}
+        for split, entries in parsed.items():
+            fname = os.path.basename(self.split_files[split])
+            is_open = split in base.OPEN_SPLITS
+            kept = []
+            for lineno, rel, label in entries:
+                ok = label == base.OPEN_LABEL if is_open else 0 <= label < num_classes
+                if not ok:
+                    expected = "-1" if is_open else f"0..{num_classes - 1}"
+                    problems["label"].append(
+                        f"{fname}:{lineno}: label {label}, expected {expected} ({rel})"
+                    )
+                    continue
+                kept.append((lineno, rel, label))
+            full = [os.path.join(data_root, rel) for _, rel, _ in kept]
+            if check_files and full:
+                for (lineno, rel, _), gone in zip(kept, _missing(full), strict=True):
+                    if gone:
+                        problems["missing"].append(
+                            f"{fname}:{lineno}: {rel} not found under {data_root}"
+                        )
+            self._paths[split] = np.array(full, dtype=object)
+            self._labels[split] = np.array([y for _, _, y in kept], dtype=np.int64)
+
+        counts = np.bincount(self._labels["train"], minlength=num_classes)
+        train_name = os.path.basename(self.split_files["train"])
+        for c in np.flatnonzero(counts == 0):
+            problems["empty_class"].append(f"{train_name}: class {c} ({class_names[c]})")
+        if any(problems.values()):
+            raise SplitFileError(problems)
+
+        super().__init__(
+            name=name,
+            class_names=class_names,
+            image_size=image_size,
+            channels=channels,
+            train_labels=self._labels["train"],
+            horizontal_flip=horizontal_flip,
+            augmentation=augmentation,
+        )
+        self._unreadable: collections.Counter = collections.Counter()
+        logging.info("%s", self.describe())
+
+    def has_split(self, split: str) -> bool:
+        base.check_split(split)
+        return split in self._labels
+
+    def split_labels(self, split: str) -> np.ndarray:
+        if not self.has_split(split):
+            raise ValueError(
+                f"Dataset {self.name!r} has no split {split!r}. Received: split={split!r}"
+            )
+        return self._labels[split]
+
+    def split_paths(self, split: str) -> np.ndarray:
+        """Full image paths of `split`, in file order."""
+        self.split_labels(split)
+        return self._paths[split]
+
+    @property
+    def unreadable_files(self) -> dict[str, int]:
+        """`{path: times skipped}` for the images that failed to load so far."""
+        return dict(self._unreadable)
+
+    @property
+    def num_unreadable(self) -> int:
+        """Number of distinct images that failed to load so far."""
+        return len(self._unreadable)
+
+    def _report_unreadable(self, path: tf.Tensor) -> bool:
+        path = path.numpy().decode("utf-8", errors="replace")
+        first = path not in self._unreadable
+        self._unreadable[path] += 1
+        if first:
+            logging.warning(
+                "Skipping unreadable image %s (%d unreadable image(s) so far: %s)",
+                path,
+                len(self._unreadable),
+                ", ".join(list(self._unreadable)[:MAX_QUOTED]),
+            )
+        return False
+
+    def _load(self, path, seed, training):
+        contents = tf.io.read_file(path)
+        if not training:
+            return self._test_image(transforms.decode_image(contents, self.channels))
+        if self.augmentation == "imagenet":
+            return transforms.imagenet_train_transform(
+                contents, self.image_size, self.channels, seed, flip=self.horizontal_flip
+            )
+        return self._train_image(transforms.decode_image(contents, self.channels), seed)
+
+    def _examples(self, split, indices, seeds):
+        training = seeds is not None
+        paths = self.split_paths(split)[indices].astype(str)
+        labels = self.split_labels(split)[indices].astype(np.int32)
+        if seeds is None:
+            seeds = np.zeros([len(indices), 2], np.int64)
+        size, channels = self.image_size, self.channels
+
+        def load(path, label, seed):
+            # A one-element dataset whose decode errors are swallowed, followed by a
+            # placeholder flagged not-ok: the first element is the image if it decoded.
+            good = tf.data.Dataset.from_tensors((path, label, seed)).map(
+                lambda p, y, s: (self._load(p, s, training), y, True, p)
+            )
+            bad = tf.data.Dataset.from_tensors(
+                (tf.zeros([size, size, channels]), label, False, path)
+            )
+            return good.ignore_errors().concatenate(bad).take(1)
+
+        def keep(image, label, ok, path):
+            del image, label
+            return tf.cond(
+                ok,
+                lambda: tf.constant(True),
+                lambda: tf.py_function(self._report_unreadable, [path], Tout=tf.bool),
+            )
+
+        ds = tf.data.Dataset.from_tensor_slices((paths, labels, seeds))
+        # Each inner dataset has one element, so the interleave keeps the order while
+        # loading up to `cycle_length` images in parallel.
+        ds = ds.interleave(
+            load,
+            cycle_length=max(os.cpu_count() or 1, 2),
+            block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        ds = ds.filter(keep)
+        return ds.map(lambda image, label, ok, path: (image, label))
+
+
+# ------------------------------------------------------------------ registered
+
+
+def _read_class_names(path: str | None):
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise ValueError(f"Class names file not found. Received: class_names_file={path!r}")
+    with open(path, encoding="utf-8") as f:
+        return tuple(line.strip() for line in f if line.strip())
+
+
+def _official(prefix, name, data_root, split_dir, num_classes, class_names_file, **kwargs):
+    if not os.path.isdir(split_dir):
+        raise ValueError(
+            f"Folder of the {prefix} split files does not exist. Received: split_dir={split_dir!r}"
+        )
+    files = {s: os.path.join(split_dir, f"{prefix}_{s}.txt") for s in base.SPLITS}
+    if not os.path.isfile(files["open_val"]):  # not part of the official release
+        del files["open_val"]
+    return SplitFileDataset(
+        data_root=data_root,
+        split_files=files,
+        name=name,
+        num_classes=num_classes,
+        class_names=_read_class_names(class_names_file),
+        **kwargs,
+    )
+
+
+@register_dataset("imagenet_lt")
+def imagenet_lt(
+    *,
+    data_root: str = "data/ImageNet",
+    split_dir: str = "data/ImageNet_LT",
+    image_size: int = 224,
+    class_names_file: str | None = None,
+    **kwargs,
+) -> SplitFileDataset:
+    """ImageNet-LT (Liu et al. 2019): 1000 classes, ImageNet_LT_{train,val,test,open}.txt.
+
+    Args:
+        data_root: ImageNet folder the relative paths start from (train/, val/, ...).
+        split_dir: folder holding the split files.
+        image_size: model input size.
+        class_names_file: optional file with 1000 class names, one per line.
+        **kwargs: further `SplitFileDataset` arguments (e.g. check_files).
+    """
+    return _official(
+        "ImageNet_LT",
+        "imagenet_lt",
+        data_root,
+        split_dir,
+        1000,
+        class_names_file,
+        image_size=image_size,
+        **kwargs,
+    )
+
+
+@register_dataset("places_lt")
+def places_lt(
+    *,
+    data_root: str = "data/Places365",
+    split_dir: str = "data/Places_LT",
+    image_size: int = 224,
+    class_names_file: str | None = None,
+    **kwargs,
+) -> SplitFileDataset:
+    """Places-LT (Liu et al. 2019): 365 classes, Places_LT_{train,val,test,open}.txt.
+
+    Args: as `imagenet_lt`, with `data_root` the Places365 image folder.
+    """
+    return _official(
+        "Places_LT",
+        "places_lt",
+        data_root,
+        split_dir,
+        365,
+        class_names_file,
+        image_size=image_size,
+        **kwargs,
+    )
+
+
+@register_dataset("custom")
+def custom(
+    *,
+    data_root: str,
+    train: str,
+    val: str | None = None,
+    test: str | None = None,
+    open: str | None = None,
+    open_val: str | None = None,
+    num_classes: int | None = None,
+    class_names_file: str | None = None,
+    name: str = "custom",
+    image_size: int = 224,
+    **kwargs,
+) -> SplitFileDataset:
+    """Any dataset described by OLTR-format split files (e.g. from `make_splits`).
+
+    Args:
+        data_root: folder the relative image paths start from.
+        train, val, test, open, open_val: split file paths (train required).
+        num_classes: K; inferred from the train labels (max + 1) unless given or
+            implied by `class_names_file`.
+        class_names_file: optional file with one class name per line.
+        name: dataset name for logs.
+        image_size: model input size.
+        **kwargs: further `SplitFileDataset` arguments (channels, horizontal_flip...).
+    """
+    given = {"train": train, "val": val, "test": test, "open": open, "open_val": open_val}
+    return SplitFileDataset(
+        data_root=data_root,
+        split_files={s: p for s, p in given.items() if p is not None},
+        name=name,
+        num_classes=num_classes,
+        class_names=_read_class_names(class_names_file),
+        image_size=image_size,
+        **kwargs,
+    )
