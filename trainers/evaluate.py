@@ -1,0 +1,53 @@
+r"""Evaluates a trained OLTR run: metrics.json, report.md and plots.
+
+Usage::
+
+    python trainers/evaluate.py --workdir=/runs/imagenet_lt_seed0 --stage=2 \
+        --checkpoint=best --threshold=0.1 --convention=strict
+
+Reads ``<workdir>/config.json`` and ``<workdir>/stage{N}/{best,latest}.keras``
+and writes ``<workdir>/eval/stage{N}/``. All logic lives in
+`keras_oltr.evaluation.evaluate_workdir`.
+"""
+
+import sys
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (holds config.json).")
+_STAGE = flags.DEFINE_enum("stage", "2", ["1", "2"], "1: plain model, 2: OLTR model.")
+_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Checkpoint to load.")
+_THRESHOLD = flags.DEFINE_float("threshold", 0.1, "Open-set rejection threshold on max prob.")
+_CONVENTION = flags.DEFINE_enum(
+    "convention", "strict", ["strict", "inclusive"], "Shot-group convention."
+)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output folder (default <workdir>/eval/stageN).")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+    del argv
+    from keras_oltr.evaluation import WorkdirError, evaluate_workdir, format_results_table
+    from keras_oltr.evaluation.report import results_row
+
+    stage = int(_STAGE.value)
+    try:
+        metrics = evaluate_workdir(
+            _WORKDIR.value,
+            stage=stage,
+            checkpoint=_CHECKPOINT.value,
+            threshold=_THRESHOLD.value,
+            convention=_CONVENTION.value,
+            batch_size=_BATCH_SIZE.value,
+            out_dir=_OUT_DIR.value,
+        )
+    except (WorkdirError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_results_table([results_row(metrics, "plain" if stage == 1 else "oltr")]))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
