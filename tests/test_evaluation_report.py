@@ -1,0 +1,273 @@
+"""Tests of reports, plots, evaluate_model / evaluate_workdir and the CLIs."""
+
+import copy
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_oltr.data
+from keras_oltr.evaluation import evaluate as E
+from keras_oltr.evaluation import metrics as M
+from keras_oltr.evaluation import plots as P
+from keras_oltr.evaluation import report as R
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# many, many, medium, medium, few, few (strict)
+TRAIN_COUNTS = np.array([300, 150, 60, 30, 10, 5])
+
+
+class FakeDataset:
+    """The evaluation-facing API of keras_oltr.data.LongTailDataset, on random images."""
+
+    name = "fake_lt"
+
+    def __init__(self, splits=("test", "open", "val", "open_val"), seed=0):
+        rng = np.random.default_rng(seed)
+        sizes = {"test": 60, "open": 20, "val": 30, "open_val": 10}
+        self._data = {}
+        for split in splits:
+            labels = (
+                np.full(sizes[split], -1)
+                if split.startswith("open")
+                else np.arange(sizes[split]) % TRAIN_COUNTS.size
+            )
+            images = rng.normal(size=(sizes[split], 4, 4, 1)).astype("float32")
+            self._data[split] = (images, labels.astype("int32"))
+        self.train_counts = TRAIN_COUNTS
+        self.class_names = [f"class_{i}" for i in range(TRAIN_COUNTS.size)]
+
+    def has_split(self, split):
+        return split in self._data
+
+    def eval_dataset(self, split, batch_size):
+        return tf.data.Dataset.from_tensor_slices(self._data[split]).batch(batch_size)
+
+
+def make_model(with_reachability=True):
+    inputs = keras.Input((4, 4, 1))
+    features = keras.layers.Flatten()(inputs)
+    logits = keras.layers.Dense(TRAIN_COUNTS.size, name="logits")(features)
+    outputs = {"logits": logits, "probabilities": keras.layers.Softmax()(logits)}
+    if with_reachability:
+        outputs["reachability"] = keras.layers.Dense(1, activation="softplus")(features)
+    return keras.Model(inputs, outputs)
+
+
+def sample_metrics(seed=0, **kwargs):
+    rng = np.random.default_rng(seed)
+    n, k = 400, TRAIN_COUNTS.size
+    labels = rng.integers(-1, k, n)
+    logits = rng.normal(size=(n, k)) * 2
+    return M.evaluate_predictions(
+        logits, labels, TRAIN_COUNTS, from_logits=True, reachability=rng.random(n), **kwargs
+    )
+
+
+def assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert np.std(image[..., :3]) > 0.01  # not a blank canvas
+
+
+def test_write_report_json_validates_and_markdown_has_table(tmp_path):
+    metrics = sample_metrics(val=None)
+    document = R.write_report(
+        metrics, str(tmp_path), model_name="oltr", dataset_name="fake_lt", extra={"seed": 3}
+    )
+    with open(tmp_path / "metrics.json") as f:
+        loaded = json.load(f)
+    R.validate_metrics_json(loaded)
+    assert loaded == json.loads(json.dumps(document))
+    assert loaded["metrics"]["conventions"]["shot_groups"] == "strict"
+    assert loaded["model_name"] == "oltr" and loaded["dataset_name"] == "fake_lt"
+    assert loaded["extra"] == {"seed": 3}
+    assert {"numpy", "keras_oltr", "python"} <= set(loaded["versions"])
+    report = (tmp_path / "report.md").read_text()
+    closed_overall = 100 * metrics["closed"]["overall"]
+    assert f"{closed_overall:.1f}" in report
+    assert f"{metrics['open']['f_measure']:.3f}" in report
+    assert f"{metrics['threshold_free']['reachability']['auroc']:.4f}" in report
+    assert "strict" in report and "ECE" in report
+
+
+def test_report_prints_na_for_empty_group_and_missing_reachability(tmp_path):
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    metrics = M.evaluate_predictions(probs, [0, 1, -1], [200, 150])  # no medium/few
+    R.write_report(metrics, str(tmp_path), model_name="plain", dataset_name="tiny")
+    report = (tmp_path / "report.md").read_text()
+    table_row = next(line for line in report.splitlines() if line.startswith("| plain"))
+    assert table_row.count("n/a") == 4  # closed medium/few, open medium/few
+    assert "| reachability    | n/a" in report
+
+
+def test_validate_metrics_json_reports_problems():
+    document = {
+        "schema_version": 1,
+        "model_name": "oltr",
+        "dataset_name": "x",
+        "created": "now",
+        "versions": {},
+        "metrics": sample_metrics(),
+        "extra": None,
+    }
+    R.validate_metrics_json(document)
+    broken = copy.deepcopy(document)
+    del broken["metrics"]["open"]["f_measure"]
+    broken["metrics"]["closed"]["many"] = "40.9"
+    broken["metrics"]["curves"]["thresholds"][3] = float("nan")
+    with pytest.raises(ValueError) as info:
+        R.validate_metrics_json(broken)
+    message = str(info.value)
+    assert "$.metrics.open.f_measure: missing" in message
+    assert "$.metrics.closed.many" in message
+    assert "$.metrics.curves.thresholds[3]" in message
+
+
+def test_format_results_table_and_aggregation():
+    base = R.results_row(sample_metrics(0), "oltr")
+    other = R.results_row(sample_metrics(1), "oltr")
+    plain = dict(base, model="plain", closed_few=None)
+    table = R.format_results_table([base, plain])
+    lines = table.splitlines()
+    assert lines[0].startswith("| model") and len(lines) == 4
+    assert f"{100 * base['closed_overall']:.1f}" in lines[2]
+    assert "n/a" in lines[3]
+    aggregated = R.aggregate_rows([base, other, plain])
+    assert [row["model"] for row in aggregated] == ["oltr", "plain"]
+    values = [base["open_f"], other["open_f"]]
+    assert aggregated[0]["open_f"]["mean"] == pytest.approx(np.mean(values))
+    assert aggregated[0]["open_f"]["std"] == pytest.approx(np.std(values, ddof=1))
+    assert aggregated[1]["closed_few"] == {"mean": None, "std": 0.0, "n": 0}
+    text = R.format_results_table(aggregated)
+    assert "±" in text and "runs" in text
+
+
+def test_plots_are_readable_pngs(tmp_path):
+    metrics = sample_metrics(val={"logits": np.eye(6)[[0, 1, 2]] * 5, "labels": [0, 1, -1]})
+    names = P.write_plots(metrics, str(tmp_path))
+    assert set(names) == set(P.PLOTS)
+    for name in names:
+        assert_png(tmp_path / name)
+
+
+@pytest.mark.parametrize("with_reachability", [True, False])
+def test_evaluate_model_on_fake_dataset(tmp_path, with_reachability):
+    keras.utils.set_random_seed(0)
+    model = make_model(with_reachability)
+    dataset = FakeDataset()
+    out_dir = tmp_path / "eval"
+    metrics = E.evaluate_model(
+        model, dataset, str(out_dir), batch_size=16, model_name="oltr", threshold=0.2
+    )
+
+    # Independent recomputation from model.predict over the concatenated splits.
+    images = np.concatenate([dataset._data[s][0] for s in ("test", "open")])
+    labels = np.concatenate([dataset._data[s][1] for s in ("test", "open")])
+    outputs = model.predict(images, verbose=0)
+    probs = outputs["probabilities"]
+    expected = M.open_set_metrics(
+        probs.argmax(1), probs.max(1), labels, TRAIN_COUNTS, threshold=0.2
+    )
+    assert metrics["open"]["f_measure"] == pytest.approx(expected["f_measure"], abs=1e-6)
+    assert metrics["counts"]["num_open_test"] == 20
+    assert metrics["threshold_selection"]["num_val_open"] == 10
+    reach = metrics["threshold_free"]["reachability"]
+    if with_reachability:
+        assert reach["auroc"] == pytest.approx(
+            M.auroc(labels < 0, -outputs["reachability"].reshape(-1)), abs=1e-6
+        )
+    else:
+        assert reach is None
+
+    document = R.load_metrics_json(str(out_dir / "metrics.json"))
+    assert document["model_name"] == "oltr"
+    assert document["extra"]["splits"] == ["test", "open"]
+    assert (out_dir / "report.md").stat().st_size > 500
+    for name in P.PLOTS:
+        assert_png(out_dir / name)
+
+
+def test_evaluate_model_without_open_or_val_splits(tmp_path):
+    metrics = E.evaluate_model(make_model(), FakeDataset(splits=("test",)), str(tmp_path))
+    assert metrics["counts"]["num_open_test"] == 0
+    assert metrics["threshold_selection"] is None
+    assert metrics["open"]["open_rejection_rate"] is None
+
+
+def _write_workdir(workdir, *, with_checkpoint=True):
+    os.makedirs(workdir / "stage2", exist_ok=True)
+    config = {"dataset": "fake_lt", "dataset_kwargs": {"seed": 1}}
+    (workdir / "config.json").write_text(json.dumps(config))
+    if with_checkpoint:
+        make_model().save(str(workdir / "stage2" / "best.keras"))
+
+
+def test_evaluate_workdir_loads_checkpoint(tmp_path, monkeypatch):
+    _write_workdir(tmp_path)
+    calls = []
+
+    def fake_get_dataset(name, **kwargs):
+        calls.append((name, kwargs))
+        return FakeDataset(**kwargs)
+
+    monkeypatch.setattr(keras_oltr.data, "get_dataset", fake_get_dataset, raising=False)
+    metrics = E.evaluate_workdir(str(tmp_path), stage=2, checkpoint="best", batch_size=32)
+    assert calls == [("fake_lt", {"seed": 1})]
+    document = R.load_metrics_json(str(tmp_path / "eval" / "stage2" / "metrics.json"))
+    assert document["model_name"] == "oltr"
+    assert document["metrics"]["open"] == metrics["open"]
+    with pytest.raises(E.CheckpointNotFoundError, match="latest"):
+        E.evaluate_workdir(str(tmp_path), checkpoint="latest")
+    with pytest.raises(E.CheckpointNotFoundError, match="stage 1"):
+        E.evaluate_workdir(str(tmp_path), stage=1)
+
+
+def test_evaluate_cli_without_checkpoint_exits_cleanly(tmp_path):
+    _write_workdir(tmp_path, with_checkpoint=False)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "trainers", "evaluate.py"), f"--workdir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "best.keras does not exist" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def compare_cli():
+    spec = importlib.util.spec_from_file_location(
+        "compare_cli", os.path.join(REPO, "trainers", "compare.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_cli_averages_seeds(tmp_path, capsys, compare_cli):
+    paths = []
+    for name, seed in (("oltr", 0), ("oltr", 1), ("plain", 2)):
+        out = tmp_path / f"{name}{seed}"
+        R.write_report(sample_metrics(seed), str(out), model_name=name, dataset_name="fake")
+        paths.append(str(out / "metrics.json"))
+    compare_cli.flags.FLAGS(["compare", f"--glob={tmp_path}/oltr*/metrics.json"])
+    assert compare_cli.main(["compare", paths[2]]) == 0
+    output = capsys.readouterr().out
+    oltr_line = next(line for line in output.splitlines() if line.startswith("| oltr"))
+    values = [sample_metrics(s)["open"]["f_measure"] for s in (0, 1)]
+    expected = f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+    assert expected in oltr_line and "| 2 " in oltr_line
+    assert "| plain | 1 " in output
