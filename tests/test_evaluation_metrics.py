@@ -254,9 +254,16 @@ def test_evaluate_predictions_structure_and_logits():
         from_logits["threshold_free"]["msp"]["auroc"]
     )
     assert set(from_probs) >= {
-        "closed", "open", "threshold_free", "calibration", "conventions",
-        "threshold_selection", "curves", "open_assignment", "per_class",
-    }  # fmt: skip
+        "closed",
+        "open",
+        "threshold_free",
+        "calibration",
+        "conventions",
+        "threshold_selection",
+        "curves",
+        "open_assignment",
+        "per_class",
+    }
     assert from_probs["conventions"]["shot_groups"] == "strict"
     assert from_probs["threshold_free"]["reachability"]["auroc"] == pytest.approx(
         roc_auc_score(labels < 0, -reach)

@@ -43,9 +43,13 @@ def plot_per_class_accuracy(metrics: Mapping[str, Any], path: str) -> str:
     for name in SHOT_GROUPS:
         mask = (groups == name) & np.isfinite(accuracy)
         axes.scatter(
-            counts[mask], 100 * accuracy[mask], s=10, alpha=0.7, c=GROUP_COLORS[name],
+            counts[mask],
+            100 * accuracy[mask],
+            s=10,
+            alpha=0.7,
+            c=GROUP_COLORS[name],
             label=f"{name} ({int(np.sum(groups == name))} classes)",
-        )  # fmt: skip
+        )
     axes.set_xscale("log")
     axes.set_xlabel("train images per class (log)")
     axes.set_ylabel("closed-set top-1 accuracy (%)")
