@@ -238,8 +238,9 @@ def evaluate_workdir(
             "exist. Train that stage first, or pick --stage / --checkpoint."
         )
 
-    # Importing the package registers the custom layers needed to deserialise.
-    import keras_oltr  # noqa: F401
+    # Importing these registers the custom layers and models needed to deserialise.
+    import keras_oltr.layers
+    import keras_oltr.models  # noqa: F401
     from keras_oltr import data
 
     model = keras.saving.load_model(checkpoint_path, compile=False)

@@ -188,7 +188,7 @@ def check_top1(
             f"`{prefix}max_probability` must be in [0, 1]. Received: "
             f"min={prob.min()}, max={prob.max()}"
         )
-    return pred, prob, labels
+    return pred, np.minimum(prob, 1.0), labels  # float32 softmax may exceed 1 by an ulp
 
 
 def top1_from_scores(scores: Any, *, from_logits: bool = False, name: str = "probabilities"):
