@@ -1,0 +1,48 @@
+"""Class means of the direct feature, the initial centroids of stage 2 (SPEC 5)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_oltr.training.distribute import sum_over_workers, worker_info
+
+
+def class_mean_features(model, dataset, strategy=None, batch_size=256):
+    """Per-class mean of `model(x)["direct_feature"]` over the train split, [K, D].
+
+    One pass with the test transform; with several workers each reads its shard of
+    the train split and the sums and counts are all-reduced, so every worker gets
+    the exact means of the whole split.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    _, worker, num_workers = worker_info(strategy)
+    context = None
+    if num_workers > 1:
+        context = tf.distribute.InputContext(num_workers, worker, num_workers)
+    batches = dataset.eval_dataset("train", batch_size * num_workers, input_context=context)
+
+    @tf.function(reduce_retracing=True)
+    def features(images):
+        return model(images, training=False)["direct_feature"]
+
+    sums, counts = None, np.zeros(dataset.num_classes, np.float64)
+    total = -(-dataset.num_train // (batch_size * num_workers))
+    progbar = keras.utils.Progbar(total, unit_name="batch")
+    logging.info("Computing %d class centroids over the train split", dataset.num_classes)
+    for step, (images, labels) in enumerate(batches):
+        feats = features(images).numpy().astype(np.float64)
+        labels = labels.numpy()
+        if sums is None:
+            sums = np.zeros((dataset.num_classes, feats.shape[1]), np.float64)
+        np.add.at(sums, labels, feats)
+        counts += np.bincount(labels, minlength=dataset.num_classes)
+        progbar.update(step + 1)
+    sums = sum_over_workers(strategy, sums).numpy()
+    counts = sum_over_workers(strategy, counts).numpy()
+    if np.any(counts == 0):
+        missing = np.flatnonzero(counts == 0)
+        raise ValueError(
+            f"Classes without train images cannot have a centroid. Received: classes {missing}"
+        )
+    return (sums / counts[:, None]).astype(np.float32)

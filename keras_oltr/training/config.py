@@ -1,0 +1,207 @@
+"""Experiment configuration: frozen dataclasses and named presets.
+
+One preset per experiment (SPEC section 5 for the real benchmarks); derived values
+such as steps per epoch come from the dataset at run time, never from the config.
+"""
+
+import dataclasses
+import json
+
+_PRESETS = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture shared by both stages."""
+
+    backbone: str = "resnet10"
+    width: int = 64  # resnet10 only
+    stem: str = "imagenet"  # resnet10 only: "imagenet" or "small"
+    backbone_weights: str | None = None  # resnet50/152: None, "imagenet" or a path
+    use_attention: bool = True
+    use_fc: bool = False
+    feature_dim: int = 512
+    reachability_scale: float = 10.0
+    classifier_scale: float = 16.0
+
+    def backbone_options(self, sync_bn=False):
+        """Options for keras_oltr.models.get_backbone."""
+        if self.backbone == "resnet10":
+            return {"width": self.width, "stem": self.stem, "sync_bn": sync_bn}
+        return {"weights": self.backbone_weights}
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """Optimisation of one stage (SGD with momentum, as the reference)."""
+
+    epochs: int = 30
+    learning_rate: float = 0.1  # of the classifier/heads; other groups use multipliers
+    schedule: str = "step"  # "step" (x gamma every step_epochs) or "cosine"
+    step_epochs: int = 10
+    gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    sampler: str = "random"  # or "class_aware"
+    samples_per_class: int = 4
+    backbone_lr_multiplier: float = 1.0
+    centroid_lr_multiplier: float = 0.1  # stage 2: centroids lr 0.01 for lr 0.1
+    freeze_backbone: bool = False
+    large_margin_weight: float = 0.01  # stage 2 only
+    tau: float = 0.0  # > 0: class-prior-aware CE (1 = Balanced Softmax)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole two-stage OLTR experiment."""
+
+    name: str
+    dataset: str
+    dataset_kwargs: dict = dataclasses.field(default_factory=dict)
+    batch_size: int = 128  # global
+    eval_batch_size: int = 256
+    model: ModelConfig = ModelConfig()
+    stage1: StageConfig = StageConfig()
+    stage2: StageConfig = StageConfig()
+    threshold: float = 0.1
+    checkpoint_every_steps: int = 0  # 0: only at epoch ends
+    seed: int = 0
+    mixed_precision: bool = False
+    max_steps_per_epoch: int = 0  # > 0 caps epochs (smoke runs)
+
+    def to_json(self):
+        """The config as pretty JSON (written beside every run's checkpoints)."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of dataclasses.asdict."""
+        d = dict(d)
+        d["model"] = ModelConfig(**d.get("model", {}))
+        d["stage1"] = StageConfig(**d.get("stage1", {}))
+        d["stage2"] = StageConfig(**d.get("stage2", {}))
+        return cls(**d)
+
+
+def register_preset(name):
+    """Decorator registering a function returning an ExperimentConfig."""
+
+    def decorator(fn):
+        _PRESETS[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_presets():
+    """Names of the registered presets."""
+    return sorted(_PRESETS)
+
+
+def get_preset(name):
+    """The ExperimentConfig of preset `name`."""
+    if name not in _PRESETS:
+        raise ValueError(f"Unknown preset. Known: {list_presets()}. Received: preset={name!r}")
+    return _PRESETS[name]()
+
+
+def smoke(config):
+    """Shrinks any preset to a run of seconds: tiny widths, few steps, both stages."""
+    model = dataclasses.replace(config.model, width=4, feature_dim=16)
+    if model.backbone != "resnet10":
+        model = dataclasses.replace(model, backbone="resnet10", backbone_weights=None)
+    shrink = dict(epochs=2, step_epochs=1)
+    return dataclasses.replace(
+        config,
+        name=config.name + "_smoke",
+        model=model,
+        stage1=dataclasses.replace(config.stage1, **shrink),
+        stage2=dataclasses.replace(config.stage2, **shrink),
+        batch_size=min(config.batch_size, 32),
+        eval_batch_size=min(config.eval_batch_size, 256),
+        max_steps_per_epoch=3,
+    )
+
+
+# ImageNet-LT (SPEC 5): ResNet-10 from scratch, stage 1 30 epochs lr 0.1 step 10;
+# stage 2 60 epochs, class-aware sampling, backbone 0.01 / heads 0.1 / centroids 0.01,
+# step every 20 epochs; use_fc on (the reference's ImageNet-LT stage-2 config).
+@register_preset("imagenet_lt")
+def imagenet_lt():
+    return ExperimentConfig(
+        name="imagenet_lt",
+        dataset="imagenet_lt",
+        batch_size=128,
+        model=ModelConfig(use_fc=True),
+        stage1=StageConfig(epochs=30, learning_rate=0.1, step_epochs=10),
+        stage2=StageConfig(
+            epochs=60,
+            learning_rate=0.1,
+            step_epochs=20,
+            sampler="class_aware",
+            backbone_lr_multiplier=0.1,
+        ),
+        checkpoint_every_steps=500,
+    )
+
+
+# Places-LT: ImageNet-pretrained ResNet-152; stage 1 backbone lr 0.001 / classifier
+# 0.1, 30 epochs; stage 2 backbone frozen (attention and fc train), 30 epochs.
+@register_preset("places_lt")
+def places_lt():
+    return ExperimentConfig(
+        name="places_lt",
+        dataset="places_lt",
+        batch_size=128,
+        model=ModelConfig(backbone="resnet152", backbone_weights="imagenet", use_fc=True),
+        stage1=StageConfig(
+            epochs=30, learning_rate=0.1, step_epochs=10, backbone_lr_multiplier=0.01
+        ),
+        stage2=StageConfig(
+            epochs=30,
+            learning_rate=0.1,
+            step_epochs=10,
+            sampler="class_aware",
+            freeze_backbone=True,
+        ),
+        checkpoint_every_steps=500,
+    )
+
+
+# CIFAR-100-LT (imbalance 100): ResNet-10 with the small stem at 32 px.
+@register_preset("cifar100_lt")
+def cifar100_lt():
+    return ExperimentConfig(
+        name="cifar100_lt",
+        dataset="cifar100_lt",
+        batch_size=128,
+        model=ModelConfig(stem="small", width=64),
+        stage1=StageConfig(epochs=60, learning_rate=0.1, schedule="cosine"),
+        stage2=StageConfig(
+            epochs=30,
+            learning_rate=0.1,
+            schedule="cosine",
+            sampler="class_aware",
+            backbone_lr_multiplier=0.1,
+        ),
+    )
+
+
+# The embedded benchmark: a narrow small-stem ResNet-10 that trains in minutes on
+# 2 CPU cores.
+@register_preset("mixed_mnist_lt")
+def mixed_mnist_lt():
+    return ExperimentConfig(
+        name="mixed_mnist_lt",
+        dataset="mixed_mnist_lt",
+        batch_size=64,
+        model=ModelConfig(stem="small", width=16, use_fc=False),
+        stage1=StageConfig(epochs=12, learning_rate=0.1, step_epochs=8),
+        stage2=StageConfig(
+            epochs=8,
+            learning_rate=0.1,
+            step_epochs=6,
+            sampler="class_aware",
+            backbone_lr_multiplier=0.1,
+        ),
+    )

@@ -1,0 +1,403 @@
+"""The two-stage OLTR trainer: the library behind trainers/train.py.
+
+Stage 1 trains the plain model; stage 2 loads it, computes the class centroids and
+trains the OLTR model with class-aware sampling (SPEC section 5). Every stage
+writes, under <workdir>/stage{N}/: checkpoint/ (the resumable state, every epoch and
+every `checkpoint_every_steps` steps), best.keras (best validation accuracy) and
+latest.keras; TensorBoard logs go to <workdir>/tensorboard/stage{N}.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_oltr.evaluation.metrics import group_accuracies, per_class_accuracy, shot_groups
+from keras_oltr.models import build_oltr_model, build_plain_model
+from keras_oltr.training.centroids import class_mean_features
+from keras_oltr.training.checkpoint import (
+    read_state,
+    restore_training_state,
+    save_training_state,
+)
+from keras_oltr.training.distribute import worker_info
+
+STAGE_NAMES = {1: "plain", 2: "oltr"}
+
+
+class TrainingError(Exception):
+    """A user-facing problem with a run (missing stage-1 model, bad batch size, ...)."""
+
+
+def learning_rate_schedule(stage_config, steps_per_epoch):
+    """Step decay (x gamma every step_epochs) or cosine decay, in optimizer steps."""
+    lr = stage_config.learning_rate
+    total = steps_per_epoch * stage_config.epochs
+    if stage_config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total, 1))
+    if stage_config.schedule != "step":
+        raise ValueError(
+            f"`schedule` must be 'step' or 'cosine'. Received: schedule={stage_config.schedule!r}"
+        )
+    boundaries = list(
+        range(stage_config.step_epochs, stage_config.epochs, stage_config.step_epochs)
+    )
+    if not boundaries:
+        return keras.optimizers.schedules.PiecewiseConstantDecay([total + 1], [lr, lr])
+    values = [lr * stage_config.gamma**k for k in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [b * steps_per_epoch for b in boundaries], values
+    )
+
+
+def _trained_variables(model):
+    """Variables in the order OLTRModel.train_step hands them to the optimizer."""
+    variables = list(model.trainable_variables)
+    if model.centroid_memory is not None:
+        variables.append(model.centroid_memory.centroids)
+    return variables
+
+
+def compile_for_stage(model, stage, config, dataset, steps_per_epoch):
+    """Compiles `model` for `stage` and builds its optimizer (so a checkpoint can load)."""
+    stage_config = config.stage1 if stage == 1 else config.stage2
+    if stage_config.freeze_backbone:
+        model.get_layer("backbone").trainable = False
+    optimizer = keras.optimizers.SGD(
+        learning_rate_schedule(stage_config, steps_per_epoch), momentum=stage_config.momentum
+    )
+    model.compile(
+        optimizer,
+        large_margin_weight=stage_config.large_margin_weight if stage == 2 else 0.0,
+        weight_decay=stage_config.weight_decay,
+        lr_multipliers={
+            "backbone": stage_config.backbone_lr_multiplier,
+            "centroids": stage_config.centroid_lr_multiplier,
+        },
+        class_counts=dataset.train_counts,
+        tau=stage_config.tau,
+    )
+    model.optimizer.build(_trained_variables(model))
+    return model
+
+
+def _input_shape(dataset):
+    return (dataset.image_size, dataset.image_size, dataset.channels)
+
+
+def build_stage1_model(config, dataset, strategy):
+    """The plain model for stage 1, created in `strategy`'s scope."""
+    sync_bn = strategy.num_replicas_in_sync > 1
+    with strategy.scope():
+        return build_plain_model(
+            dataset.num_classes,
+            _input_shape(dataset),
+            backbone=config.model.backbone,
+            backbone_options=config.model.backbone_options(sync_bn),
+        )
+
+
+def build_stage2_model(config, dataset, strategy, stage1_path):
+    """The OLTR model, its backbone and hallucinator initialised from stage 1."""
+    if not os.path.isfile(stage1_path):
+        raise TrainingError(
+            f"Stage 2 needs the stage-1 model, but {stage1_path} does not exist. Run "
+            "--stage=1 (or --stage=all) with this --workdir first."
+        )
+    sync_bn = strategy.num_replicas_in_sync > 1
+    with strategy.scope():
+        stage1 = keras.saving.load_model(stage1_path, compile=False)
+        model = build_oltr_model(
+            dataset.num_classes,
+            _input_shape(dataset),
+            backbone=config.model.backbone,
+            backbone_options=config.model.backbone_options(sync_bn),
+            use_attention=config.model.use_attention,
+            use_fc=config.model.use_fc,
+            feature_dim=config.model.feature_dim,
+            reachability_scale=config.model.reachability_scale,
+            classifier_scale=config.model.classifier_scale,
+            stage1_model=stage1,
+        )
+    return model
+
+
+def _train_data(dataset, config, stage_config, strategy, epoch, skip, steps):
+    kwargs = dict(
+        epoch=epoch,
+        seed=config.seed,
+        sampler=stage_config.sampler,
+        samples_per_class=stage_config.samples_per_class,
+        skip_batches=skip,
+    )
+    batch = config.batch_size
+    if strategy.num_replicas_in_sync == 1:
+        return dataset.train_dataset(batch, **kwargs).take(steps - skip)
+
+    def fn(context):
+        per_pipeline = context.num_replicas_in_sync // context.num_input_pipelines
+        ds = dataset.train_dataset(batch, input_context=context, **kwargs)
+        return ds.take((steps - skip) * per_pipeline)
+
+    return strategy.distribute_datasets_from_function(fn)
+
+
+def validate(model, dataset, config, predict_fn=None):
+    """Closed-set validation accuracy (overall and per shot group) and reachability."""
+    predict_fn = predict_fn or tf.function(
+        lambda x: model(x, training=False), reduce_retracing=True
+    )
+    out = {}
+    for split in ("val", "open_val"):
+        if not dataset.has_split(split):
+            continue
+        preds, labels, reach = [], [], []
+        for images, batch_labels in dataset.eval_dataset(split, config.eval_batch_size):
+            outputs = predict_fn(images)
+            preds.append(np.argmax(outputs["logits"].numpy(), axis=-1))
+            labels.append(batch_labels.numpy())
+            if "reachability" in outputs:
+                reach.append(outputs["reachability"].numpy())
+        out[split] = (
+            np.concatenate(preds),
+            np.concatenate(labels),
+            np.concatenate(reach) if reach else None,
+        )
+    predicted, labels, reach = out["val"]
+    accuracy, _ = per_class_accuracy(predicted, labels, dataset.num_classes)
+    groups = group_accuracies(accuracy, shot_groups(dataset.train_counts))
+    result = {"val_accuracy": float(np.mean(predicted == labels))}
+    result.update({f"val_{k}": float(v) for k, v in groups.items()})
+    result["reachability_known"] = reach
+    result["reachability_open"] = out["open_val"][2] if "open_val" in out else None
+    return result
+
+
+class _StepCheckpoint(keras.callbacks.Callback):
+    """Saves the resumable state every `every` optimizer steps inside an epoch."""
+
+    def __init__(self, save_fn, every, first_step):
+        super().__init__()
+        self.save_fn, self.every, self.first_step = save_fn, every, first_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.first_step + batch + 1
+        if self.every and step % self.every == 0:
+            self.save_fn(step)
+
+
+def _fmt_pct(value):
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
+
+
+def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True, verbose=1):
+    """Trains one stage with checkpoints, validation and TensorBoard logs.
+
+    Returns the stage's state dict (steps, best validation accuracy and epoch,
+    per-epoch history).
+    """
+    stage_config = config.stage1 if stage == 1 else config.stage2
+    is_chief, _, _ = worker_info(strategy)
+    stage_dir = os.path.join(workdir, f"stage{stage}")
+    # Non-chief workers write to a scratch folder (saving is collective-free here,
+    # but the files of one run must come from one writer).
+    write_dir = stage_dir if is_chief else tempfile.mkdtemp(prefix=f"stage{stage}_worker_")
+    os.makedirs(write_dir, exist_ok=True)
+    ckpt_dir = os.path.join(write_dir, "checkpoint")
+    steps = dataset.steps_per_epoch(config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+
+    state = {"stage": stage, "global_step": 0, "best_val_accuracy": -1.0, "best_epoch": -1}
+    state["history"] = []
+    previous = read_state(os.path.join(stage_dir, "checkpoint")) if resume else None
+    if previous is not None:
+        with strategy.scope():
+            state = restore_training_state(
+                os.path.join(stage_dir, "checkpoint"), model, model.optimizer
+            )
+        logging.info("Stage %d: resumed from step %d", stage, state["global_step"])
+    iterations = int(model.optimizer.iterations.numpy())
+    if iterations != state["global_step"]:
+        raise TrainingError(
+            f"Checkpoint step {state['global_step']} and optimizer step {iterations} differ."
+        )
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", f"stage{stage}"))
+    predict_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def save(step, current_state=None):
+        current = dict(current_state or state, global_step=int(step))
+        save_training_state(ckpt_dir, model, model.optimizer, current)
+
+    first_epoch = state["global_step"] // steps
+    for epoch in range(first_epoch, stage_config.epochs):
+        skip = state["global_step"] - epoch * steps
+        start = time.time()
+        data = _train_data(dataset, config, stage_config, strategy, epoch, skip, steps)
+        callback = _StepCheckpoint(save, config.checkpoint_every_steps, state["global_step"])
+        logging.info(
+            "Stage %d (%s) epoch %d/%d", stage, STAGE_NAMES[stage], epoch + 1, stage_config.epochs
+        )
+        history = model.fit(
+            data,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            steps_per_epoch=steps - skip,
+            callbacks=[callback],
+            verbose=verbose,
+        )
+        state["global_step"] = (epoch + 1) * steps
+        train_logs = {k: float(v[-1]) for k, v in history.history.items()}
+        val = validate(model, dataset, config, predict_fn)
+        lr = float(model.optimizer.learning_rate.numpy())
+        record = {"epoch": epoch + 1, "lr": lr, "seconds": time.time() - start, **train_logs}
+        record.update({k: v for k, v in val.items() if not k.startswith("reachability")})
+        state["history"].append(record)
+        logging.info(
+            "stage %d epoch %d/%d: loss %.4f acc %s%% | val acc %s%% (many %s / medium %s / "
+            "few %s) | lr %.4g | %.1f s",
+            stage,
+            epoch + 1,
+            stage_config.epochs,
+            train_logs.get("loss", float("nan")),
+            _fmt_pct(train_logs.get("accuracy")),
+            _fmt_pct(val["val_accuracy"]),
+            _fmt_pct(val.get("val_many")),
+            _fmt_pct(val.get("val_medium")),
+            _fmt_pct(val.get("val_few")),
+            lr,
+            record["seconds"],
+        )
+        if is_chief:
+            with writer.as_default(step=state["global_step"]):
+                for key, value in record.items():
+                    if key != "epoch" and value is not None and math.isfinite(value):
+                        tf.summary.scalar(key, value)
+                if val["reachability_known"] is not None:
+                    tf.summary.histogram("reachability/known_val", val["reachability_known"])
+                if val["reachability_open"] is not None:
+                    tf.summary.histogram("reachability/open_val", val["reachability_open"])
+            writer.flush()
+        if val["val_accuracy"] > state["best_val_accuracy"]:
+            state["best_val_accuracy"] = val["val_accuracy"]
+            state["best_epoch"] = epoch + 1
+            model.save(os.path.join(write_dir, "best.keras"))
+        save(state["global_step"])
+    model.save(os.path.join(write_dir, "latest.keras"))
+    if not is_chief:
+        shutil.rmtree(write_dir, ignore_errors=True)
+    return state
+
+
+def run_experiment(
+    config,
+    workdir,
+    *,
+    stage="all",
+    strategy=None,
+    resume=True,
+    evaluate=True,
+    export=True,
+    verbose=1,
+):
+    """Runs stage 1 and/or 2, then evaluation and export; returns a summary dict."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise TrainingError(
+            f"The global batch size must divide over the {strategy.num_replicas_in_sync} "
+            f"replicas. Received: batch_size={config.batch_size}"
+        )
+    if stage not in ("1", "2", "all"):
+        raise TrainingError(f"--stage must be 1, 2 or all. Received: stage={stage!r}")
+    from keras_oltr.data import get_dataset
+
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+        keras.mixed_precision.set_dtype_policy(policy)
+    dataset = get_dataset(config.dataset, **config.dataset_kwargs)
+    logging.info("%s", dataset.describe())
+    os.makedirs(workdir, exist_ok=True)
+    is_chief, _, _ = worker_info(strategy)
+    if is_chief:
+        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+            document = dataclasses.asdict(config)
+            document["image_size"] = dataset.image_size
+            document["channels"] = dataset.channels
+            document["class_names"] = list(dataset.class_names)
+            json.dump(document, f, indent=2, sort_keys=True)
+    summary = {}
+    steps = dataset.steps_per_epoch(config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    if stage in ("1", "all"):
+        model = build_stage1_model(config, dataset, strategy)
+        with strategy.scope():
+            compile_for_stage(model, 1, config, dataset, steps)
+        summary["stage1"] = train_stage(
+            1, model, config, dataset, strategy, workdir, resume=resume, verbose=verbose
+        )
+    if stage in ("2", "all"):
+        stage1_path = os.path.join(workdir, "stage1", "best.keras")
+        model = build_stage2_model(config, dataset, strategy, stage1_path)
+        with strategy.scope():
+            compile_for_stage(model, 2, config, dataset, steps)
+        has_checkpoint = resume and read_state(os.path.join(workdir, "stage2", "checkpoint"))
+        if not has_checkpoint:
+            means = class_mean_features(model, dataset, strategy, config.eval_batch_size)
+            with strategy.scope():
+                model.centroid_memory.set_centroids(means)
+        summary["stage2"] = train_stage(
+            2, model, config, dataset, strategy, workdir, resume=resume, verbose=verbose
+        )
+    if evaluate and stage == "all" and is_chief:
+        summary["results"] = evaluate_stages(config, dataset, workdir)
+    if export and stage == "all" and is_chief:
+        summary["export"] = export_best(config, workdir)
+    return summary
+
+
+def evaluate_stages(config, dataset, workdir):
+    """Evaluates the best plain and OLTR models; writes results.md; returns the table."""
+    from keras_oltr.evaluation import evaluate_model, format_results_table, results_row
+
+    rows = []
+    for stage in (1, 2):
+        path = os.path.join(workdir, f"stage{stage}", "best.keras")
+        model = keras.saving.load_model(path, compile=False)
+        metrics = evaluate_model(
+            model,
+            dataset,
+            os.path.join(workdir, "eval", f"stage{stage}"),
+            threshold=config.threshold,
+            batch_size=config.eval_batch_size,
+            model_name=STAGE_NAMES[stage],
+            extra={"workdir": os.path.abspath(workdir), "checkpoint": path},
+        )
+        rows.append(results_row(metrics, STAGE_NAMES[stage]))
+    table = format_results_table(rows)
+    with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(f"# {config.name} ({dataset.name})\n\n{table}\n")
+    return table
+
+
+def export_best(config, workdir):
+    """Exports the best OLTR model with keras_oltr.export, when that module is present."""
+    try:
+        from keras_oltr.export import export_workdir
+    except ImportError:
+        logging.warning(
+            "Export skipped: keras_oltr.export.export_workdir is not available in this "
+            "version; the best model is %s",
+            os.path.join(workdir, "stage2", "best.keras"),
+        )
+        return None
+    return export_workdir(workdir, os.path.join(workdir, "export"), threshold=None)

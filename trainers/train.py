@@ -1,0 +1,158 @@
+"""Trains OLTR end to end: stage 1, stage 2, evaluation and export.
+
+    python trainers/train.py                       # embedded mixed_mnist_lt benchmark
+    python trainers/train.py --dataset=imagenet_lt --data_root=/data/imagenet
+    python trainers/train.py --smoke               # seconds: tiny model, few steps
+
+The preset (default: the one named like the dataset) fixes the experiment; flags
+override single values. The resolved config is written to <workdir>/config.json.
+A workdir with a checkpoint resumes where it stopped (--noresume starts over).
+"""
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags, logging
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "mixed_mnist_lt", "Registered dataset name.")
+flags.DEFINE_string(
+    "preset",
+    None,
+    "Experiment preset (default: the dataset's name if a "
+    "preset has it, else mixed_mnist_lt's settings).",
+)
+flags.DEFINE_string("data_root", None, "Image root folder (split-file datasets).")
+flags.DEFINE_string("split_dir", None, "Folder of the split files (default: data_root).")
+flags.DEFINE_multi_string(
+    "dataset_arg",
+    [],
+    "Extra dataset builder argument key=value "
+    "(e.g. train_file=..., imbalance_factor=50). Repeatable.",
+)
+flags.DEFINE_string("workdir", None, "Output folder (default: runs/<preset>).")
+flags.DEFINE_bool("smoke", False, "Shrink the preset to a run of seconds.")
+flags.DEFINE_enum("stage", "all", ["1", "2", "all"], "Which stage(s) to run.")
+flags.DEFINE_integer("stage1_epochs", None, "Override stage-1 epochs.")
+flags.DEFINE_integer("stage2_epochs", None, "Override stage-2 epochs.")
+flags.DEFINE_float("stage1_lr", None, "Override the stage-1 learning rate.")
+flags.DEFINE_float("stage2_lr", None, "Override the stage-2 learning rate.")
+flags.DEFINE_integer("batch_size", None, "Override the global batch size.")
+flags.DEFINE_float("tau", None, "Class-prior-aware CE in both stages (1 = Balanced Softmax).")
+flags.DEFINE_integer("checkpoint_every_steps", None, "Also checkpoint every N steps.")
+flags.DEFINE_integer("max_steps_per_epoch", None, "Cap the steps of every epoch.")
+flags.DEFINE_integer("seed", None, "Run seed (data order, augmentation, initialisation).")
+flags.DEFINE_bool("mixed_precision", False, "mixed_float16 on GPU, mixed_bfloat16 on CPU.")
+flags.DEFINE_enum(
+    "strategy",
+    "auto",
+    ["auto", "one_device", "mirrored", "multi_worker"],
+    "tf.distribute strategy.",
+)
+flags.DEFINE_bool("resume", True, "Resume from the workdir's checkpoints when present.")
+flags.DEFINE_bool("evaluate", True, "Evaluate both stages at the end of --stage=all.")
+flags.DEFINE_bool("export", True, "Export the best OLTR model at the end of --stage=all.")
+flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 none, 1 bar, 2 a line per epoch.")
+
+
+def _parse_dataset_args(items):
+    kwargs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--dataset_arg must be key=value. Received: {item!r}")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        kwargs[key] = value
+    return kwargs
+
+
+def resolve_config():
+    """The ExperimentConfig from --preset and the override flags."""
+    from keras_oltr.training import config as cfg
+
+    preset = FLAGS.preset or (
+        FLAGS.dataset if FLAGS.dataset in cfg.list_presets() else "mixed_mnist_lt"
+    )
+    config = cfg.get_preset(preset)
+    kwargs = dict(config.dataset_kwargs)
+    if FLAGS.data_root:
+        kwargs["data_root"] = FLAGS.data_root
+    if FLAGS.split_dir:
+        kwargs["split_dir"] = FLAGS.split_dir
+    kwargs.update(_parse_dataset_args(FLAGS.dataset_arg))
+    config = dataclasses.replace(config, dataset=FLAGS.dataset, dataset_kwargs=kwargs)
+    if FLAGS.smoke:
+        config = cfg.smoke(config)
+    stage1, stage2 = config.stage1, config.stage2
+    if FLAGS.stage1_epochs is not None:
+        stage1 = dataclasses.replace(stage1, epochs=FLAGS.stage1_epochs)
+    if FLAGS.stage2_epochs is not None:
+        stage2 = dataclasses.replace(stage2, epochs=FLAGS.stage2_epochs)
+    if FLAGS.stage1_lr is not None:
+        stage1 = dataclasses.replace(stage1, learning_rate=FLAGS.stage1_lr)
+    if FLAGS.stage2_lr is not None:
+        stage2 = dataclasses.replace(stage2, learning_rate=FLAGS.stage2_lr)
+    if FLAGS.tau is not None:
+        stage1 = dataclasses.replace(stage1, tau=FLAGS.tau)
+        stage2 = dataclasses.replace(stage2, tau=FLAGS.tau)
+    overrides = {"stage1": stage1, "stage2": stage2, "mixed_precision": FLAGS.mixed_precision}
+    for name in ("batch_size", "checkpoint_every_steps", "max_steps_per_epoch", "seed"):
+        if getattr(FLAGS, name) is not None:
+            overrides[name] = getattr(FLAGS, name)
+    for name in ("batch_size",):
+        if overrides.get(name, 1) < 1:
+            raise ValueError(f"--{name} must be positive. Received: {overrides[name]}")
+    return dataclasses.replace(config, **overrides)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.INFO)
+    from keras_oltr.data import SplitFileError
+    from keras_oltr.training import TrainingError, run_experiment
+    from keras_oltr.training.distribute import make_strategy
+
+    try:
+        config = resolve_config()
+        workdir = FLAGS.workdir or os.path.join("runs", config.name)
+        strategy = make_strategy(FLAGS.strategy)
+        logging.info(
+            "Strategy %s with %d replica(s); workdir %s",
+            type(strategy).__name__,
+            strategy.num_replicas_in_sync,
+            os.path.abspath(workdir),
+        )
+        summary = run_experiment(
+            config,
+            workdir,
+            stage=FLAGS.stage,
+            strategy=strategy,
+            resume=FLAGS.resume,
+            evaluate=FLAGS.evaluate,
+            export=FLAGS.export,
+            verbose=FLAGS.verbose,
+        )
+    except (TrainingError, SplitFileError, FileNotFoundError, ValueError) as error:
+        # User errors (flags, data, missing stage 1): one clear line, no traceback.
+        logging.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if "results" in summary:
+        print(
+            f"\nResults ({config.dataset}, best checkpoints; open-set threshold "
+            f"{config.threshold}):\n{summary['results']}"
+        )
+        print(f"Reports: {os.path.join(workdir, 'eval')}")
+
+
+if __name__ == "__main__":
+    app.run(main)
