@@ -183,8 +183,8 @@ class LongTailDataset(abc.ABC):
             f"(max {counts.max()} / min {counts.min()} per class, imbalance "
             f"{counts.max() / max(counts.min(), 1):.1f}); shot groups (strict): "
             f"many (>{MANY_SHOT}) {many}, medium ({FEW_SHOT}..{MANY_SHOT}) {medium}, "
-            f"few (<{FEW_SHOT}) {few} classes; {splits}; "
-            f"{self.image_size}x{self.image_size}x{self.channels}"
+            f"few (<{FEW_SHOT}) {few} classes; "
+            f"{splits + '; ' if splits else ''}{self.image_size}x{self.image_size}x{self.channels}"
         )
 
     # ---------------------------------------------------------------- pipelines

@@ -245,18 +245,19 @@ class SplitFileDataset(base.LongTailDataset):
         """Number of distinct images that failed to load so far."""
         return len(self._unreadable)
 
-    def _report_unreadable(self, path: tf.Tensor) -> bool:
-        path = path.numpy().decode("utf-8", errors="replace")
-        first = path not in self._unreadable
-        self._unreadable[path] += 1
-        if first:
-            logging.warning(
-                "Skipping unreadable image %s (%d unreadable image(s) so far: %s)",
-                path,
-                len(self._unreadable),
-                ", ".join(list(self._unreadable)[:MAX_QUOTED]),
-            )
-        return False
+    def _report_unreadable(self, paths: np.ndarray, start, stop) -> bool:
+        """Records and logs `paths[start:stop]`, the images that failed to load."""
+        for path in paths[int(start) : int(stop)]:
+            first = path not in self._unreadable
+            self._unreadable[path] += 1
+            if first:
+                logging.warning(
+                    "Skipping unreadable image %s (%d unreadable image(s) so far: %s)",
+                    path,
+                    len(self._unreadable),
+                    ", ".join(list(self._unreadable)[:MAX_QUOTED]),
+                )
+        return True
 
     def _load(self, path, seed, training):
         contents = tf.io.read_file(path)
@@ -274,39 +275,43 @@ class SplitFileDataset(base.LongTailDataset):
         labels = self.split_labels(split)[indices].astype(np.int32)
         if seeds is None:
             seeds = np.zeros([len(indices), 2], np.int64)
+        n = len(indices)
         size, channels = self.image_size, self.channels
 
-        def load(path, label, seed):
-            # A one-element dataset whose decode errors are swallowed, followed by a
-            # placeholder flagged not-ok: the first element is the image if it decoded.
-            good = tf.data.Dataset.from_tensors((path, label, seed)).map(
-                lambda p, y, s: (self._load(p, s, training), y, True, p)
-            )
-            bad = tf.data.Dataset.from_tensors(
-                (tf.zeros([size, size, channels]), label, False, path)
-            )
-            return good.ignore_errors().concatenate(bad).take(1)
+        def load(path, label, seed, position):
+            return self._load(path, seed, training), label, position
 
-        def keep(image, label, ok, path):
-            del image, label
-            return tf.cond(
-                ok,
-                lambda: tf.constant(True),
-                lambda: tf.py_function(self._report_unreadable, [path], Tout=tf.bool),
-            )
-
-        ds = tf.data.Dataset.from_tensor_slices((paths, labels, seeds))
-        # Each inner dataset has one element, so the interleave keeps the order while
-        # loading up to `cycle_length` images in parallel.
-        ds = ds.interleave(
-            load,
-            cycle_length=max(os.cpu_count() or 1, 2),
-            block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+        # Unreadable images raise inside the parallel map; `ignore_errors` drops them
+        # and the scan below finds the gaps in the positions, reports those paths and
+        # carries on. A sentinel at position n closes a gap at the very end.
+        ds = tf.data.Dataset.from_tensor_slices(
+            (paths, labels, seeds, np.arange(n, dtype=np.int64))
         )
-        ds = ds.filter(keep)
-        return ds.map(lambda image, label, ok, path: (image, label))
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.ignore_errors()
+        sentinel = (
+            tf.zeros([size, size, channels]),
+            tf.constant(0, tf.int32),
+            tf.constant(n, tf.int64),
+        )
+        ds = ds.concatenate(tf.data.Dataset.from_tensors(sentinel))
+
+        def check(expected, element):
+            image, label, position = element
+            reported = tf.cond(
+                position > expected,
+                lambda: tf.py_function(
+                    lambda a, b: self._report_unreadable(paths, a, b),
+                    [expected, position],
+                    Tout=tf.bool,
+                ),
+                lambda: tf.constant(True),
+            )
+            return position + 1, (image, label, position < n, reported)
+
+        ds = ds.scan(tf.constant(0, tf.int64), check)
+        ds = ds.filter(lambda image, label, real, reported: tf.logical_and(real, reported))
+        return ds.map(lambda image, label, real, reported: (image, label))
 
 
 # ------------------------------------------------------------------ registered

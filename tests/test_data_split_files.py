@@ -1,0 +1,222 @@
+"""Tests for SplitFileDataset on a small image tree written by the test."""
+
+import os
+
+import numpy as np
+import pytest
+from absl import logging
+from PIL import Image
+
+from keras_oltr import data
+from keras_oltr.data import split_files
+
+# (PIL mode, extension) cycled over the images: every decoder path is exercised.
+MODES = [
+    ("L", "jpg"),
+    ("RGB", "jpg"),
+    ("RGBA", "png"),
+    ("L", "png"),
+    ("CMYK", "jpg"),
+    ("RGB", "png"),
+]
+NUM_CLASSES = 3
+
+
+def _write(root, rel, mode, seed, size=(36, 44)):
+    rng = np.random.default_rng(seed)
+    depth = {"L": 1, "RGB": 3, "RGBA": 4, "CMYK": 4}[mode]
+    # Smooth content so that JPEG round trips stay close to the original.
+    base = rng.integers(40, 215, (1, 1, depth))
+    arr = np.broadcast_to(base, (*size, depth)).astype(np.uint8)
+    image = Image.fromarray(arr[..., 0] if mode == "L" else arr, mode=mode)
+    os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+    image.save(os.path.join(root, rel))
+    return image
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """12 train images (4 per class, every format), 3 test, 2 open, 1 corrupt train image."""
+    root = tmp_path / "images"
+    lines = {"train": [], "test": [], "open": []}
+    originals = {}
+    for i in range(12):
+        mode, ext = MODES[i % len(MODES)]
+        rel = f"c{i % NUM_CLASSES}/img {i}.{ext}"  # a space in the name: paths may hold spaces
+        originals[rel] = _write(str(root), rel, mode, i)
+        lines["train"].append(f"{rel} {i % NUM_CLASSES}")
+    for i in range(3):
+        rel = f"test/t{i}.png"
+        originals[rel] = _write(str(root), rel, "RGB", 100 + i)
+        lines["test"].append(f"{rel} {i}")
+    for i in range(2):
+        rel = f"open/o{i}.jpg"
+        originals[rel] = _write(str(root), rel, "L", 200 + i)
+        lines["open"].append(f"{rel} -1")
+    (root / "c0" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated garbage")
+    lines["train"].append("c0/corrupt.jpg 0")
+    files = {}
+    for split, entries in lines.items():
+        path = tmp_path / f"Toy_{split}.txt"
+        path.write_text("\n".join(entries) + "\n")
+        files[split] = str(path)
+    return str(root), files, originals
+
+
+def _dataset(tree, **kwargs):
+    root, files, _ = tree
+    kwargs.setdefault("image_size", 32)
+    return data.SplitFileDataset(data_root=root, split_files=files, name="toy", **kwargs)
+
+
+def test_loads_labels_and_decodes_every_format(tree):
+    root, files, originals = tree
+    ds = _dataset(tree, augmentation="small")
+    assert ds.num_classes == NUM_CLASSES and ds.num_train == 13
+    np.testing.assert_array_equal(ds.train_counts, [5, 4, 4])
+    assert ds.num_examples("open") == 2 and not ds.has_split("val")
+    batches = list(ds.eval_dataset("train", 4).as_numpy_iterator())
+    images = np.concatenate([x for x, _ in batches])
+    labels = np.concatenate([y for _, y in batches])
+    # The corrupt image is skipped, the 12 others come back in file order.
+    assert images.shape == (12, 32, 32, 3) and images.dtype == np.float32
+    np.testing.assert_array_equal(labels, np.arange(12) % NUM_CLASSES)
+    # Each image equals PIL's RGB conversion of the original, resized (36x44 -> 32x32
+    # of a constant image is still that constant); JPEG may shift values a little.
+    rels = [os.path.relpath(p, root) for p in ds.split_paths("train")[:12]]
+    for image, rel in zip(images, rels, strict=True):
+        mode, _ = MODES[int(rel.split(" ")[1].split(".")[0]) % len(MODES)]
+        expected = np.asarray(originals[rel].convert("RGB"), np.float32)[0, 0]
+        if mode == "CMYK":  # libjpeg and PIL convert CMYK differently: check it decoded
+            assert image.std(axis=(0, 1)).max() < 3.0 and image.std(axis=-1).mean() > 1.0
+            continue
+        np.testing.assert_allclose(image.mean(axis=(0, 1)), expected, atol=4.0)
+    open_labels = np.concatenate([y for _, y in ds.eval_dataset("open", 8).as_numpy_iterator()])
+    np.testing.assert_array_equal(open_labels, [-1, -1])
+
+
+def test_gray_dataset_has_one_channel(tree):
+    ds = _dataset(tree, channels=1, augmentation="small", horizontal_flip=False)
+    x, _ = next(iter(ds.eval_dataset("test", 3)))
+    assert x.shape == (3, 32, 32, 1)
+
+
+def test_corrupt_image_skipped_and_logged(tree, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(logging, "warning", lambda msg, *args: warnings.append(msg % args))
+    ds = _dataset(tree)
+    batches = list(ds.train_dataset(4, epoch=0, seed=0).as_numpy_iterator())
+    # 13 listed / 4 = 3 steps; the spare global batch refills the skipped image.
+    assert len(batches) == 3 and all(x.shape == (4, 32, 32, 3) for x, _ in batches)
+    corrupt = os.path.join(tree[0], "c0/corrupt.jpg")
+    assert ds.unreadable_files == {corrupt: 1}
+    assert ds.num_unreadable == 1
+    assert len(warnings) == 1 and corrupt in warnings[0] and "1 unreadable" in warnings[0]
+    list(ds.eval_dataset("train", 8))
+    assert ds.unreadable_files == {corrupt: 2} and len(warnings) == 1  # logged once
+
+
+def test_resume_is_bit_exact(tree):
+    ds = _dataset(tree, image_size=24)
+    # Leave the corrupt image out: resuming is exact when no image fails to load.
+    kwargs = dict(epoch=1, seed=3, sampler="class_aware")
+    ds._labels["train"] = ds._labels["train"][:12]
+    ds._paths["train"] = ds._paths["train"][:12]
+    ds.train_labels = ds.train_labels[:12]
+    full = list(ds.train_dataset(4, **kwargs).as_numpy_iterator())
+    resumed = list(ds.train_dataset(4, skip_batches=1, **kwargs).as_numpy_iterator())
+    assert len(full) == 3 and len(resumed) == 2
+    for (xa, ya), (xb, yb) in zip(full[1:], resumed, strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def _write_files(tmp_path, root, text):
+    path = tmp_path / "Bad_train.txt"
+    path.write_text(text)
+    return {"train": str(path)}
+
+
+def test_every_bad_split_case_in_one_error(tree, tmp_path):
+    root, files, _ = tree
+    good = open(files["train"]).read().splitlines()
+    text = "\n".join(
+        [
+            good[0],  # line 1
+            good[1],  # line 2
+            "only_a_path.jpg",  # line 3: malformed
+            f"{good[0].rsplit(' ', 1)[0]} 0",  # line 4: duplicate of line 1
+            "c1/img 4.jpg 7",  # line 5: label out of range (num_classes=4)
+            "c2/missing.jpg 2",  # line 6: missing file
+            "c0/img 0.jpg notanint",  # line 7: malformed
+        ]
+    )
+    split = _write_files(tmp_path, root, text + "\n")
+    with pytest.raises(split_files.SplitFileError) as info:
+        data.SplitFileDataset(data_root=root, split_files=split, num_classes=4)
+    message = str(info.value)
+    problems = info.value.problems
+    assert set(problems) == {"malformed", "duplicate", "label", "missing", "empty_class"}
+    assert "Bad_train.txt:3:" in message and "Bad_train.txt:7:" in message
+    assert "Bad_train.txt:4:" in message and "first listed on line 1" in message
+    assert "Bad_train.txt:5: label 7, expected 0..3" in message
+    assert "Bad_train.txt:6: c2/missing.jpg not found" in message
+    # Class 3 has no line at all: no train images.
+    assert "Bad_train.txt: class 3" in message and "class 2" not in message
+    assert len(problems["malformed"]) == 2
+
+
+def test_error_quotes_a_sample_and_counts_all(tree, tmp_path):
+    root, _, _ = tree
+    text = "".join(f"c0/missing{i}.jpg 0\n" for i in range(25)) + "c0/img 0.jpg 0\n"
+    split = _write_files(tmp_path, root, text)
+    with pytest.raises(split_files.SplitFileError, match="missing image files: 25 in all") as info:
+        data.SplitFileDataset(data_root=root, split_files=split)
+    assert "... and 15 more" in str(info.value)
+    assert len(info.value.problems["missing"]) == 25
+
+
+def test_open_file_with_known_labels_is_rejected(tree, tmp_path):
+    root, files, _ = tree
+    open_path = tmp_path / "Bad_open.txt"
+    open_path.write_text("open/o0.jpg 1\n")
+    with pytest.raises(split_files.SplitFileError, match=r"Bad_open.txt:1: label 1, expected -1"):
+        data.SplitFileDataset(
+            data_root=root, split_files={"train": files["train"], "open": str(open_path)}
+        )
+
+
+def test_missing_paths_name_the_path(tree, tmp_path):
+    root, files, _ = tree
+    with pytest.raises(ValueError, match="data_root='/no/such/root'"):
+        data.SplitFileDataset(data_root="/no/such/root", split_files=files)
+    with pytest.raises(ValueError, match="Toy_nope.txt"):
+        data.SplitFileDataset(data_root=root, split_files={"train": str(tmp_path / "Toy_nope.txt")})
+    with pytest.raises(ValueError, match="ImageNet_LT_train.txt"):
+        (tmp_path / "splits").mkdir()
+        data.get_dataset("imagenet_lt", data_root=root, split_dir=str(tmp_path / "splits"))
+    with pytest.raises(ValueError, match="split_dir="):
+        data.get_dataset("places_lt", data_root=root, split_dir=str(tmp_path / "none"))
+
+
+def test_imagenet_lt_and_custom_builders(tree, tmp_path):
+    root, files, _ = tree
+    split_dir = tmp_path / "ImageNet_LT"
+    split_dir.mkdir()
+    for split in ("train", "val", "test", "open"):
+        src = files["test"] if split == "val" else files[split]
+        (split_dir / f"ImageNet_LT_{split}.txt").write_text(open(src).read())
+    with pytest.raises(split_files.SplitFileError, match="classes with zero train images: 997"):
+        data.get_dataset("imagenet_lt", data_root=root, split_dir=str(split_dir))
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\nfox\n")
+    ds = data.get_dataset(
+        "custom",
+        data_root=root,
+        train=files["train"],
+        test=files["test"],
+        open=files["open"],
+        class_names_file=str(names),
+        image_size=32,
+    )
+    assert ds.class_names == ("cat", "dog", "fox") and ds.has_split("open")
