@@ -1,0 +1,113 @@
+"""Graph pieces shared by every export format: input checks, decoding, open-set head."""
+
+import math
+
+import tensorflow as tf
+
+from keras_oltr.export.metadata import UNKNOWN_CLASS
+
+
+def check_threshold(threshold) -> float:
+    """Validates an open-set threshold on the max probability (0 disables rejection)."""
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0 or math.isnan(threshold):
+        raise ValueError(f"`threshold` must lie in [0, 1]. Received: threshold={threshold}")
+    return threshold
+
+
+def model_image_shape(model) -> tuple:
+    """(H, W, C) of a single-input Keras model with a fully known image shape."""
+    shape = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else ()
+    if len(shape) != 3 or any(d is None for d in shape):
+        raise ValueError(
+            "The model must take one image input of known shape [batch, H, W, C]. "
+            f"Received: input shapes={[tuple(t.shape) for t in model.inputs]}"
+        )
+    return tuple(int(d) for d in shape)
+
+
+def has_reachability(model) -> bool:
+    """True for the stage-2 OLTR model, False for the stage-1 plain model."""
+    outputs = model.output if isinstance(model.output, dict) else {}
+    if "logits" not in outputs or "probabilities" not in outputs:
+        raise ValueError(
+            "The model must return a dict with 'logits' and 'probabilities' (an OLTR "
+            f"or plain model). Received: outputs={sorted(outputs) or type(model.output)}"
+        )
+    return "reachability" in outputs
+
+
+def assert_images(images, image_shape):
+    """Returns `images` after a run-time check of [batch, H, W, C]; fails with a clear message.
+
+    Signature inputs are not shape-checked by the runtime (a loaded signature happily
+    takes [H, W, C]), so the check is part of the graph.
+    """
+    shape = tf.shape(images)
+    expected = tf.constant(image_shape, tf.int32)
+    ok = tf.cond(
+        tf.equal(tf.size(shape), 4),
+        lambda: tf.reduce_all(tf.equal(shape[1:], expected)),
+        lambda: tf.constant(False),
+    )
+    height, width, channels = image_shape
+    message = (
+        f"`images` must be float32 [batch, {height}, {width}, {channels}] with values in "
+        "[0, 255]. Received shape:"
+    )
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape])]):
+        return tf.identity(images)
+
+
+def decode_image(encoded, image_shape):
+    """Decodes one JPEG/PNG/GIF/BMP string to float32 [H, W, C] in [0, 255].
+
+    The image is converted to C channels (grey <-> RGB) and, when its size differs,
+    resized to (H, W) with bilinear interpolation (half-pixel centres, no antialias,
+    as `tf.image.resize`); images of the right size pass through untouched.
+    """
+    height, width, channels = image_shape
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    image = tf.cast(image, tf.float32)
+    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
+    image = tf.cond(
+        same_size,
+        lambda: image,
+        lambda: tf.image.resize(image, (height, width), method="bilinear"),
+    )
+    return tf.ensure_shape(image, image_shape)
+
+
+def decode_images(encoded, image_shape):
+    """Decodes a [batch] string tensor of encoded images to float32 [batch, H, W, C]."""
+    return tf.map_fn(
+        lambda s: decode_image(s, image_shape),
+        encoded,
+        fn_output_signature=tf.TensorSpec(image_shape, tf.float32),
+    )
+
+
+def open_set_outputs(model_outputs, threshold):
+    """The numeric deployment outputs from a model's output dict.
+
+    Returns a dict: logits [B, K], probabilities [B, K], reachability [B] (NaN for a
+    model without it), max_probability [B], predicted_class [B] int64 (-1 when
+    max_probability < threshold, SPEC 6).
+    """
+    probabilities = model_outputs["probabilities"]
+    max_probability = tf.reduce_max(probabilities, axis=-1)
+    predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    predicted = tf.where(
+        max_probability < threshold, tf.constant(UNKNOWN_CLASS, tf.int64), predicted
+    )
+    if "reachability" in model_outputs:
+        reachability = model_outputs["reachability"]
+    else:
+        reachability = tf.fill(tf.shape(max_probability), float("nan"))
+    return {
+        "logits": model_outputs["logits"],
+        "probabilities": probabilities,
+        "reachability": reachability,
+        "max_probability": max_probability,
+        "predicted_class": predicted,
+    }

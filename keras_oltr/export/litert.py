@@ -1,0 +1,114 @@
+"""TFLite (LiteRT) conversion of the numeric serving signature."""
+
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_oltr.export import graph
+from keras_oltr.export.metadata import NUMERIC_OUTPUTS, QUANTIZATIONS, ExportMetadata
+from keras_oltr.export.saved_model import SERVING_DEFAULT, write_numeric_saved_model
+
+
+def _representative_dataset(images, num_samples):
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(
+            "`representative_images` must be a non-empty float32 [N, H, W, C] array. "
+            f"Received: shape={images.shape}"
+        )
+    samples = images[:num_samples]
+
+    def generator():
+        for image in samples:
+            yield {"images": image[None]}
+
+    return generator
+
+
+def convert_tflite(
+    model,
+    out_path,
+    class_names,
+    *,
+    quantization="float32",
+    threshold=0.1,
+    representative_images=None,
+    num_calibration_samples=256,
+    threshold_source="argument",
+    source="",
+):
+    """Converts a Keras OLTR model to a .tflite file with one "serving_default" signature.
+
+    The signature takes ``images`` float32 [batch, H, W, C] in [0, 255] and returns the
+    numeric outputs (logits, probabilities, reachability, max_probability,
+    predicted_class int64); TFLite has no string outputs, so the class list is in
+    ``<out_path>.json`` (`ExportMetadata`). Inputs and outputs stay float32 in every
+    mode, so callers need not know the quantisation parameters.
+
+    Args:
+        model: the Keras model (see `export_saved_model`).
+        out_path: the .tflite file to write.
+        class_names: K class names, written to the metadata.
+        quantization: "float32"; "float16" (weights stored as float16);
+            "dynamic_int8" (int8 weights, float activations); "int8" (full integer:
+            int8 weights and activations, calibrated on `representative_images`,
+            only TFLITE_BUILTINS_INT8 ops inside the float32 I/O wrapper).
+        threshold: open-set rejection threshold baked into predicted_class.
+        representative_images: float32 [N, H, W, C] training images in [0, 255];
+            required for "int8".
+        num_calibration_samples: how many of them calibrate the int8 ranges.
+        threshold_source, source: provenance, written to the metadata.
+
+    Returns:
+        `out_path`.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {QUANTIZATIONS}. "
+            f"Received: quantization={quantization!r}"
+        )
+    if quantization == "int8" and representative_images is None:
+        raise ValueError(
+            "Full-integer int8 needs calibration images. Received: representative_images=None"
+        )
+    image_shape = graph.model_image_shape(model)
+    reachable = graph.has_reachability(model)
+    names = [str(n) for n in class_names]
+    with tempfile.TemporaryDirectory() as tmp:
+        saved_model_dir = write_numeric_saved_model(model, os.path.join(tmp, "numeric"), threshold)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved_model_dir, signature_keys=[SERVING_DEFAULT]
+        )
+        if quantization != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantization == "int8":
+            converter.representative_dataset = _representative_dataset(
+                representative_images, num_calibration_samples
+            )
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        with warnings.catch_warnings():
+            # Calibration runs TF's own deprecated tf.lite.Interpreter internally.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            flatbuffer = converter.convert()
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "wb") as f:
+        f.write(flatbuffer)
+    ExportMetadata(
+        format="tflite",
+        class_names=names,
+        threshold=graph.check_threshold(threshold),
+        threshold_source=threshold_source,
+        image_shape=image_shape,
+        has_reachability=reachable,
+        quantization=quantization,
+        outputs=NUMERIC_OUTPUTS,
+        source=source,
+    ).write(out_path + ".json")
+    logging.info("Wrote %s (%s, %d bytes).", out_path, quantization, len(flatbuffer))
+    return out_path

@@ -1,0 +1,100 @@
+"""ONNX conversion of the numeric serving signature with tf2onnx."""
+
+import os
+import tempfile
+import warnings
+
+from absl import logging
+
+from keras_oltr.export import graph
+from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata
+from keras_oltr.export.saved_model import SERVING_DEFAULT, write_numeric_saved_model
+
+MIN_OPSET = 17
+
+
+def _patch_tf2onnx_for_numpy2():
+    # tf2onnx 1.17 still uses names NumPy 2 removed; Keras ships the same (idempotent)
+    # shim for its own ONNX export, so reuse it rather than copy it.
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # its np.object probe
+        patch_tf2onnx()
+
+
+def convert_onnx(
+    model,
+    out_path,
+    class_names,
+    *,
+    threshold=0.1,
+    opset=MIN_OPSET,
+    threshold_source="argument",
+    source="",
+):
+    """Converts a Keras OLTR model to ONNX (from its numeric SavedModel signature).
+
+    The graph has one input ``images`` float32 [batch, H, W, C] in [0, 255] with a
+    dynamic batch dimension and the numeric outputs by name (logits, probabilities,
+    reachability, max_probability, predicted_class int64). No string output: the
+    class list is in ``<out_path>.json``. The model passes ``onnx.checker``.
+
+    Args:
+        model: the Keras model (see `export_saved_model`).
+        out_path: the .onnx file to write.
+        class_names: K class names, written to the metadata.
+        threshold: open-set rejection threshold baked into predicted_class.
+        opset: ONNX opset, at least 17.
+        threshold_source, source: provenance, written to the metadata.
+
+    Returns:
+        `out_path`.
+    """
+    import onnx
+    import tf2onnx
+    from tf2onnx import tf_loader
+
+    if int(opset) < MIN_OPSET:
+        raise ValueError(f"`opset` must be >= {MIN_OPSET}. Received: opset={opset}")
+    image_shape = graph.model_image_shape(model)
+    reachable = graph.has_reachability(model)
+    _patch_tf2onnx_for_numpy2()
+    with tempfile.TemporaryDirectory() as tmp:
+        saved_model_dir = write_numeric_saved_model(model, os.path.join(tmp, "numeric"), threshold)
+        # Loading the SavedModel (not tracing the Keras call) freezes the constants
+        # Keras keeps as captured tensors (e.g. Normalization's mean), which
+        # `tf2onnx.convert.from_function` would turn into extra graph inputs.
+        graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
+            saved_model_dir,
+            None,
+            None,
+            tag=["serve"],
+            signatures=[SERVING_DEFAULT],
+            return_tensors_to_rename=True,
+        )
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            input_names=inputs,
+            output_names=outputs,
+            opset=int(opset),
+            tensors_to_rename=renames,
+        )
+    names = sorted(o.name for o in model_proto.graph.output)
+    if names != sorted(NUMERIC_OUTPUTS):
+        raise RuntimeError(f"Unexpected ONNX outputs {names}; expected {sorted(NUMERIC_OUTPUTS)}.")
+    onnx.checker.check_model(model_proto)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    onnx.save(model_proto, out_path)
+    ExportMetadata(
+        format="onnx",
+        class_names=[str(n) for n in class_names],
+        threshold=graph.check_threshold(threshold),
+        threshold_source=threshold_source,
+        image_shape=image_shape,
+        has_reachability=reachable,
+        outputs=NUMERIC_OUTPUTS,
+        source=source,
+    ).write(out_path + ".json")
+    logging.info("Wrote %s (opset %d).", out_path, opset)
+    return out_path

@@ -1,0 +1,114 @@
+"""Loading a trained model, its class list and its rejection threshold from a workdir."""
+
+import dataclasses
+import json
+import os
+
+from absl import logging
+
+from keras_oltr.evaluation.evaluate import CheckpointNotFoundError, WorkdirError
+from keras_oltr.evaluation.metrics import DEFAULT_THRESHOLD
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkdirModel:
+    """A trained checkpoint with what export needs beside it."""
+
+    model: object
+    class_names: tuple
+    threshold: float
+    threshold_source: str
+    config: dict
+    checkpoint: str
+
+
+def validation_threshold(workdir, stage=2):
+    """The validation-chosen threshold of ``<workdir>/eval/stage{stage}/metrics.json``.
+
+    Returns:
+        (threshold, source): the evaluation's ``threshold_selection.threshold`` and
+        "validation:<path>", or (0.1, "default") when the file or the key is absent.
+    """
+    path = os.path.join(workdir, "eval", f"stage{stage}", "metrics.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            selection = json.load(f).get("threshold_selection") or {}
+        return float(selection["threshold"]), f"validation:{path}"
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        logging.warning("No threshold selection in %s (%r); using the default.", path, error)
+    return DEFAULT_THRESHOLD, "default"
+
+
+def read_config(workdir):
+    """The ``<workdir>/config.json`` document written by the trainer."""
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise WorkdirError(f"No config.json in workdir {workdir!r} (expected {path}).") from None
+    except (OSError, ValueError) as error:
+        raise WorkdirError(f"Cannot read {path}: {error!r}") from None
+
+
+def get_workdir_dataset(config):
+    """Rebuilds the training dataset named in a workdir config."""
+    from keras_oltr.data import get_dataset
+
+    return get_dataset(config["dataset"], **config.get("dataset_kwargs", {}))
+
+
+def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
+    """Loads ``<workdir>/stage{stage}/{checkpoint}.keras`` with class names and threshold.
+
+    Args:
+        workdir: a training workdir (config.json, stage1/, stage2/, eval/).
+        stage: 1 (plain model) or 2 (OLTR).
+        checkpoint: "best" or "latest".
+        threshold: explicit threshold; None takes `validation_threshold`.
+
+    Raises:
+        WorkdirError, CheckpointNotFoundError: missing config or checkpoint.
+    """
+    if stage not in (1, 2):
+        raise ValueError(f"`stage` must be 1 or 2. Received: stage={stage!r}")
+    config = read_config(workdir)
+    path = os.path.join(workdir, f"stage{stage}", f"{checkpoint}.keras")
+    if not os.path.isfile(path):
+        raise CheckpointNotFoundError(f"No stage-{stage} checkpoint: {path} does not exist.")
+    import keras
+
+    import keras_oltr.models  # noqa: F401  (registers the custom layers)
+
+    model = keras.saving.load_model(path, compile=False)
+    class_names = config.get("class_names")
+    if not class_names:
+        class_names = get_workdir_dataset(config).class_names
+    if threshold is None:
+        threshold, source = validation_threshold(workdir, stage)
+    else:
+        source = "argument"
+    return WorkdirModel(
+        model=model,
+        class_names=tuple(class_names),
+        threshold=float(threshold),
+        threshold_source=source,
+        config=config,
+        checkpoint=path,
+    )
+
+
+def representative_images(config, num_images=256, *, seed=0):
+    """Up to `num_images` training images (test transform) for int8 calibration."""
+    import numpy as np
+
+    dataset = get_workdir_dataset(config)
+    batch = min(num_images, 64)
+    images = []
+    for x, _ in dataset.train_dataset(batch, epoch=0, seed=seed, augment=False):
+        images.append(x.numpy())
+        if sum(len(i) for i in images) >= num_images:
+            break
+    return np.concatenate(images)[:num_images].astype(np.float32)
