@@ -55,6 +55,9 @@ flags.DEFINE_enum(
 flags.DEFINE_bool("resume", True, "Resume from the workdir's checkpoints when present.")
 flags.DEFINE_bool("evaluate", True, "Evaluate both stages at the end of --stage=all.")
 flags.DEFINE_bool("export", True, "Export the best OLTR model at the end of --stage=all.")
+flags.DEFINE_bool(
+    "deterministic", False, "Deterministic TF ops (bit-exact reruns and resumes on CPU; slower)."
+)
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 none, 1 bar, 2 a line per epoch.")
 
 
@@ -74,6 +77,16 @@ def _parse_dataset_args(items):
     return kwargs
 
 
+def _reads_from_disk(name):
+    """Whether dataset `name`'s builder takes a data_root (split-file datasets)."""
+    import inspect
+
+    from keras_oltr.data import registry  # importing keras_oltr.data fills the registry
+
+    builder = registry._REGISTRY.get(name)
+    return builder is not None and "data_root" in inspect.signature(builder).parameters
+
+
 def resolve_config():
     """The ExperimentConfig from --preset and the override flags."""
     from keras_oltr.training import config as cfg
@@ -88,6 +101,12 @@ def resolve_config():
     if FLAGS.split_dir:
         kwargs["split_dir"] = FLAGS.split_dir
     kwargs.update(_parse_dataset_args(FLAGS.dataset_arg))
+    if "data_root" not in kwargs and _reads_from_disk(FLAGS.dataset):
+        raise ValueError(
+            f"--dataset={FLAGS.dataset} reads images from disk: pass --data_root=<folder "
+            "of the images> (and --split_dir when the split files are elsewhere). "
+            "Received: data_root=None"
+        )
     config = dataclasses.replace(config, dataset=FLAGS.dataset, dataset_kwargs=kwargs)
     if FLAGS.smoke:
         config = cfg.smoke(config)
@@ -117,6 +136,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
+    if FLAGS.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     from keras_oltr.data import SplitFileError
     from keras_oltr.training import TrainingError, run_experiment
     from keras_oltr.training.distribute import make_strategy

@@ -11,8 +11,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 
 import keras
@@ -205,11 +203,14 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
     per-epoch history).
     """
     stage_config = config.stage1 if stage == 1 else config.stage2
-    is_chief, _, _ = worker_info(strategy)
+    is_chief, worker, _ = worker_info(strategy)
     stage_dir = os.path.join(workdir, f"stage{stage}")
-    # Non-chief workers write to a scratch folder (saving is collective-free here,
-    # but the files of one run must come from one writer).
-    write_dir = stage_dir if is_chief else tempfile.mkdtemp(prefix=f"stage{stage}_worker_")
+    # Only the chief writes the run's files; other workers keep their own copies in
+    # <workdir>/.worker{i}/ (every worker must run the same saves, and comparing the
+    # copies shows that the workers agree).
+    write_dir = (
+        stage_dir if is_chief else os.path.join(workdir, f".worker{worker}", f"stage{stage}")
+    )
     os.makedirs(write_dir, exist_ok=True)
     ckpt_dir = os.path.join(write_dir, "checkpoint")
     steps = dataset.steps_per_epoch(config.batch_size)
@@ -292,8 +293,6 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
             model.save(os.path.join(write_dir, "best.keras"))
         save(state["global_step"])
     model.save(os.path.join(write_dir, "latest.keras"))
-    if not is_chief:
-        shutil.rmtree(write_dir, ignore_errors=True)
     return state
 
 

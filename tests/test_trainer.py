@@ -1,0 +1,268 @@
+"""End-to-end tests of the two-stage trainer (trainers/train.py and its library)."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_oltr.training import TrainingError, get_preset, run_experiment, smoke
+from keras_oltr.training.checkpoint import read_state
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(REPO, "trainers", "train.py")
+
+
+def _run_cli(*args, timeout=600, env=None):
+    return subprocess.run(
+        [sys.executable, TRAIN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def _smoke_config(**overrides):
+    return dataclasses.replace(smoke(get_preset("mixed_mnist_lt")), **overrides)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_checkpoints_config_and_finite_metrics(tmp_path):
+    result = _run_cli("--smoke", f"--workdir={tmp_path}", "--verbose=0", "--noexport")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| plain" in result.stdout and "| oltr" in result.stdout
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["dataset"] == "mixed_mnist_lt" and config["max_steps_per_epoch"] == 3
+    for stage in (1, 2):
+        for name in ("best.keras", "latest.keras", "checkpoint/state.json"):
+            assert (tmp_path / f"stage{stage}" / name).is_file(), (stage, name)
+        state = read_state(str(tmp_path / f"stage{stage}" / "checkpoint"))
+        assert state["global_step"] == 2 * 3  # 2 smoke epochs of 3 steps
+        metrics = json.loads((tmp_path / "eval" / f"stage{stage}" / "metrics.json").read_text())
+        closed = metrics["metrics"]["closed"]
+        assert 0.0 <= closed["overall"] <= 1.0
+        assert np.isfinite(metrics["metrics"]["open"]["f_measure"])
+    reach = json.loads((tmp_path / "eval" / "stage2" / "metrics.json").read_text())
+    assert reach["metrics"]["threshold_free"]["reachability"]["auroc"] is not None
+    assert (tmp_path / "results.md").read_text().count("|") > 10
+    assert list((tmp_path / "tensorboard" / "stage2").iterdir())
+
+
+def _write_image_tree(root, num_classes=4, per_class=(30, 12, 6, 4), open_classes=2):
+    rng = np.random.default_rng(0)
+    lines = {"train": [], "val": [], "test": [], "open": []}
+    for label in range(num_classes + open_classes):
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True)
+        count = per_class[label] + 4 if label < num_classes else 4
+        for i in range(count):
+            # Class-dependent mean so the task is learnable; PNG and JPEG mixed.
+            pixels = np.clip(rng.normal(40 * label, 20, (20, 24, 3)), 0, 255).astype(np.uint8)
+            ext = "png" if i % 2 else "jpg"
+            path = folder / f"{i}.{ext}"
+            encode = tf.io.encode_png if ext == "png" else tf.io.encode_jpeg
+            path.write_bytes(encode(pixels).numpy())
+            rel = f"class{label}/{i}.{ext}"
+            if label >= num_classes:
+                lines["open"].append(f"{rel} -1")
+            elif i < 2:
+                lines["val"].append(f"{rel} {label}")
+            elif i < 4:
+                lines["test"].append(f"{rel} {label}")
+            else:
+                lines["train"].append(f"{rel} {label}")
+    files = {}
+    for split, rows in lines.items():
+        files[split] = root / f"my_{split}.txt"
+        files[split].write_text("\n".join(rows) + "\n")
+    return files
+
+
+@pytest.mark.slow
+def test_smoke_run_on_a_split_file_tree(tmp_path):
+    files = _write_image_tree(tmp_path / "images")
+    args = [f"--dataset_arg={k}={v}" for k, v in files.items()]
+    result = _run_cli(
+        "--dataset=custom",
+        f"--data_root={tmp_path / 'images'}",
+        *args,
+        "--dataset_arg=image_size=16",
+        "--smoke",
+        "--batch_size=8",
+        "--max_steps_per_epoch=2",
+        f"--workdir={tmp_path / 'run'}",
+        "--verbose=0",
+        "--noexport",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"] == "custom" and config["image_size"] == 16
+    metrics = json.loads((tmp_path / "run" / "eval" / "stage2" / "metrics.json").read_text())
+    assert metrics["metrics"]["counts"]["open_test"] == 8
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
+    common = [
+        "--smoke",
+        "--deterministic",
+        "--max_steps_per_epoch=6",
+        "--checkpoint_every_steps=1",
+        "--noevaluate",
+        "--noexport",
+        "--verbose=0",
+    ]
+    reference = _run_cli(*common, f"--workdir={tmp_path / 'a'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    workdir = tmp_path / "b"
+    process = subprocess.Popen(
+        [sys.executable, TRAIN, *common, f"--workdir={workdir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state_file = workdir / "stage1" / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    killed_at = None
+    while time.time() < deadline and process.poll() is None:
+        if state_file.is_file():
+            step = json.loads(state_file.read_text())["global_step"]
+            if step >= 2:  # mid-epoch 1 of stage 1 (6 steps per epoch)
+                process.send_signal(signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.02)
+    process.wait()
+    assert killed_at is not None, "the run finished or stalled before it could be killed"
+    assert not (workdir / "stage2" / "latest.keras").exists()
+
+    resumed = _run_cli(*common, f"--workdir={workdir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step" in resumed.stderr
+    for stage in (1, 2):
+        a = keras.saving.load_model(tmp_path / "a" / f"stage{stage}" / "latest.keras")
+        b = keras.saving.load_model(workdir / f"stage{stage}" / "latest.keras")
+        for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+            np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_mirrored_two_cpus_matches_one_device(tmp_path):
+    config = _smoke_config(batch_size=16, max_steps_per_epoch=3)
+    single = run_experiment(
+        config,
+        str(tmp_path / "one"),
+        strategy=tf.distribute.get_strategy(),
+        evaluate=False,
+        export=False,
+        verbose=0,
+    )
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = run_experiment(
+        config,
+        str(tmp_path / "two"),
+        strategy=strategy,
+        evaluate=False,
+        export=False,
+        verbose=0,
+    )
+    for stage in ("stage1", "stage2"):
+        for key in ("loss", "ce", "accuracy", "val_accuracy"):
+            one = [r[key] for r in single[stage]["history"]]
+            two = [r[key] for r in mirrored[stage]["history"]]
+            np.testing.assert_allclose(two, one, rtol=2e-4, atol=1e-5, err_msg=f"{stage} {key}")
+    one = keras.saving.load_model(tmp_path / "one" / "stage2" / "latest.keras")
+    two = keras.saving.load_model(tmp_path / "two" / "stage2" / "latest.keras")
+    np.testing.assert_allclose(
+        two.get_layer("meta_embedding").memory.centroids.numpy(),
+        one.get_layer("meta_embedding").memory.centroids.numpy(),
+        rtol=1e-3,
+        atol=1e-4,
+    )
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_multi_worker_two_processes_agree(tmp_path):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = dict(os.environ)
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    TRAIN,
+                    "--smoke",
+                    "--strategy=multi_worker",
+                    "--batch_size=16",
+                    f"--workdir={tmp_path}",
+                    "--noexport",
+                    "--noevaluate",
+                    "--verbose=0",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    chief = keras.saving.load_model(tmp_path / "stage2" / "latest.keras")
+    worker = keras.saving.load_model(tmp_path / ".worker1" / "stage2" / "latest.keras")
+    for a, b in zip(chief.get_weights(), worker.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert read_state(str(tmp_path / "stage2" / "checkpoint"))["global_step"] == 6
+
+
+def test_non_divisible_batch_for_replicas_is_a_clear_error(tmp_path):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with pytest.raises(TrainingError, match="batch_size=33"):
+        run_experiment(_smoke_config(batch_size=33), str(tmp_path), strategy=strategy)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset=nope"], "Unknown dataset"),
+        (["--dataset=imagenet_lt"], "data_root"),
+        (["--stage=2"], "stage-1 model"),
+        (["--preset=nope"], "Unknown preset"),
+        (["--batch_size=0"], "batch_size"),
+    ],
+)
+def test_bad_flags_give_one_clear_error_without_traceback(tmp_path, args, message):
+    result = _run_cli("--smoke", f"--workdir={tmp_path}", "--verbose=0", *args, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
