@@ -88,6 +88,11 @@ class OLTRModel(keras.Model):
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         kwargs.setdefault("jit_compile", False)  # XLA is slower than plain on CPU here
         super().compile(optimizer=optimizer, **kwargs)
+        # Build the optimizer on everything train_step updates, centroids included.
+        # Otherwise, under tf.distribute, fit() builds it on trainable_variables alone
+        # before the first step and the centroid update fails with "Unknown variable".
+        if self.built and not self.optimizer.built:
+            self.optimizer.build(self._updated_variables())
 
     @property
     def centroid_memory(self):
@@ -132,6 +137,14 @@ class OLTRModel(keras.Model):
                 resolved[id(variable)] = float(value)
         return resolved
 
+    def _updated_variables(self):
+        """The variables the optimizer updates: the trainable ones and the centroids."""
+        variables = list(self.trainable_variables)
+        memory = self.centroid_memory
+        if memory is not None:
+            variables.append(memory.centroids)
+        return variables
+
     def _multiplier(self, variable):
         return self._variable_multipliers.get(id(variable), 1.0)
 
@@ -156,9 +169,7 @@ class OLTRModel(keras.Model):
         images, labels = data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
         replicas = _num_replicas()
         memory = self.centroid_memory
-        variables = list(self.trainable_variables)
-        if memory is not None:
-            variables.append(memory.centroids)
+        variables = self._updated_variables()
         with tf.GradientTape() as tape:
             if memory is not None:
                 tape.watch(memory.centroids.value)
