@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -168,12 +169,16 @@ def load_image(path, image_shape):
     Raises:
         ValueError: the file cannot be read or decoded (the message names it).
     """
+    if not os.path.isfile(path):
+        raise ValueError(f"Cannot read image {path}: no such file")
     try:
         encoded = tf.io.read_file(path)
         return graph.decode_image(encoded, tuple(image_shape)).numpy()
     except (tf.errors.OpError, OSError) as error:
         message = getattr(error, "message", None) or str(error)
-        raise ValueError(f"Cannot read image {path}: {message.splitlines()[0]}") from None
+        # Keep TensorFlow's reason, not its op and device decorations.
+        message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", message)
+        raise ValueError(f"Cannot read image {path}: {message.strip()}") from None
 
 
 def predict_files(predictor, paths, *, batch_size=32):

@@ -1,0 +1,64 @@
+"""Classifies image files with an exported model of any format.
+
+    python export/predict.py --model=serving/oltr images/*.png [--json]
+
+--model is a SavedModel directory (version or TF Serving model directory), a .tflite
+or an .onnx file. Prints one line per image: the class or "unknown", the max softmax
+probability and the reachability. An unreadable image is reported by name and the
+rest are still classified; the exit status is 1 if any image failed.
+"""
+
+import json
+import os
+import sys
+
+# Run as a script, this file's folder leads sys.path; export/onnx.py would shadow the
+# `onnx` package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+from absl import app, flags  # noqa: E402
+
+from keras_oltr import export  # noqa: E402
+
+_MODEL = flags.DEFINE_string("model", None, "SavedModel dir, .tflite or .onnx file.")
+_JSON = flags.DEFINE_bool("json", False, "Print one JSON document instead of a table.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Images per model call.")
+flags.mark_flag_as_required("model")
+
+
+def main(argv):
+    paths = argv[1:]
+    if not paths:
+        raise app.UsageError("Give at least one image file.")
+    try:
+        predictor = export.load_predictor(_MODEL.value)
+    except (OSError, ValueError) as error:
+        print(f"error: cannot load model {_MODEL.value}: {error}", file=sys.stderr)
+        return 2
+    results = export.predict_files(predictor, paths, batch_size=_BATCH.value)
+    failed = [r for r in results if r.error]
+    if _JSON.value:
+        document = {
+            "model": predictor.path,
+            "format": predictor.format,
+            "threshold": predictor.metadata.threshold,
+            "results": [r.to_dict() for r in results],
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        for r in results:
+            if r.error:
+                print(f"{r.path}\tERROR\t{r.error}")
+            else:
+                print(
+                    f"{r.path}\t{r.class_name}\tprobability={r.probability:.4f}\t"
+                    f"reachability={r.reachability:.4f}"
+                )
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    app.run(main)
