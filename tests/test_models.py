@@ -336,3 +336,34 @@ def test_compile_rejects_bad_arguments():
         model.compile("sgd", weight_decay=-0.1)
     with pytest.raises(ValueError, match="classifier=-1"):
         model.compile("sgd", lr_multipliers={"classifier": -1.0})
+
+
+def test_compile_builds_optimizer_with_centroid_slot():
+    """The optimizer knows the centroids before fit (tf.distribute builds it early)."""
+    model = build_oltr_model(3, (16, 16, 1), backbone_options=TINY, use_attention=False)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9))
+    assert model.optimizer.built
+    centroids = model.centroid_memory.centroids
+    slots = [v for v in model.optimizer.variables if "centroids" in v.path]
+    assert [tuple(v.shape) for v in slots] == [tuple(centroids.shape)]
+
+
+def test_oltr_model_keras_save_and_reload(tmp_path):
+    model = build_oltr_model(3, (16, 16, 1), backbone_options=TINY, use_fc=True, feature_dim=8)
+    rng = np.random.default_rng(7)
+    model.centroid_memory.set_centroids(rng.normal(size=(3, 8)).astype("float32"))
+    out_conv = model.get_layer("modulated_attention").out_conv.kernel
+    out_conv.assign(rng.normal(0, 0.1, out_conv.shape).astype("float32"))
+    x = _images((16, 16, 1), batch=3, seed=8)
+    expected = model(x)
+    path = tmp_path / "oltr.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert isinstance(reloaded, OLTRModel)
+    np.testing.assert_array_equal(
+        reloaded.centroid_memory.centroids.numpy(), model.centroid_memory.centroids.numpy()
+    )
+    got = reloaded(x)
+    assert set(got) == OLTR_KEYS
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)

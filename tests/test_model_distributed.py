@@ -1,0 +1,192 @@
+"""OLTR under tf.distribute.MirroredStrategy on two logical CPUs (set up in conftest.py).
+
+The centroids are non-trainable state moved by an all-reduced update: on every replica
+they must equal what one device computes for the same global batch.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_oltr.layers import CentroidMemory
+from keras_oltr.losses import large_margin_loss
+from keras_oltr.models import build_oltr_model
+
+pytestmark = pytest.mark.distributed
+
+DEVICES = ["/cpu:0", "/cpu:1"]
+
+
+@pytest.fixture(scope="module")
+def strategy():
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("needs the two logical CPUs configured in conftest.py")
+    return tf.distribute.MirroredStrategy(DEVICES)
+
+
+def _shards(strategy, array):
+    """Splits `array` along axis 0 into one contiguous shard per replica."""
+    parts = np.split(array, strategy.num_replicas_in_sync)
+    return strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group])
+    )
+
+
+def _local(strategy, value):
+    return [np.asarray(v) for v in strategy.experimental_local_results(value)]
+
+
+def np_centre_update(v, labels, c):
+    out = np.zeros_like(c, dtype=np.float64)
+    for j in range(len(c)):
+        members = v[labels == j]
+        out[j] = (c[j] - members).sum(0) / (1.0 + len(members))
+    return out / len(labels)
+
+
+def test_compute_and_apply_update_match_single_device(strategy):
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(4, 3)).astype("float32")
+    v = rng.normal(size=(8, 3)).astype("float32")
+    # Class 0 only on replica 0, class 2 on both, class 3 absent, one open-set -1.
+    labels = np.array([0, 0, 2, 1, 2, 2, -1, 1], "int32")
+
+    single = CentroidMemory(4)
+    single.build((None, 3))
+    single.set_centroids(c)
+    expected = np.asarray(single.compute_update(v, labels))
+    np.testing.assert_allclose(expected, np_centre_update(v, labels, c), rtol=1e-5, atol=1e-7)
+
+    with strategy.scope():
+        memory = CentroidMemory(4)
+        memory.build((None, 3))
+    memory.set_centroids(c)
+    v_dist, y_dist = _shards(strategy, v), _shards(strategy, labels)
+    per_replica = _local(strategy, strategy.run(memory.compute_update, args=(v_dist, y_dist)))
+    assert len(per_replica) == 2
+    for update in per_replica:
+        np.testing.assert_allclose(update, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(per_replica[0], per_replica[1])
+
+    # An assignment in replica context keeps the copies identical (and correct).
+    strategy.run(lambda a, b: memory.apply_update(a, b, 0.5).value, args=(v_dist, y_dist))
+    copies = _local(strategy, memory.centroids.value)
+    assert len(copies) == 2
+    np.testing.assert_array_equal(copies[0], copies[1])
+    np.testing.assert_allclose(copies[0], c - 0.5 * expected, rtol=1e-5, atol=1e-7)
+
+
+def test_large_margin_loss_per_replica_shares_sum_to_global(strategy):
+    rng = np.random.default_rng(1)
+    v = rng.normal(scale=0.3, size=(8, 4)).astype("float32")
+    c = rng.normal(scale=0.3, size=(3, 4)).astype("float32")
+    labels = np.array([0, 1, 2, 0, 0, 0, 1, 2], "int32")
+
+    c_single = tf.Variable(c)
+    v_single = tf.constant(v)
+    with tf.GradientTape() as tape:
+        tape.watch(v_single)
+        loss, _ = large_margin_loss(v_single, labels, c_single)
+    d_v, d_c = (g.numpy() for g in tape.gradient(loss, [v_single, c_single]))
+
+    def replica_fn(features, y):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            local_loss, parts = large_margin_loss(features, y, tf.constant(c))
+            centroids = tf.constant(c)
+        with tf.GradientTape() as c_tape:
+            c_tape.watch(centroids)
+            local_loss_c, _ = large_margin_loss(features, y, centroids)
+        return (
+            local_loss,
+            tape.gradient(local_loss, features),
+            c_tape.gradient(local_loss_c, centroids),
+            parts["attract"],
+        )
+
+    results = strategy.run(replica_fn, args=(_shards(strategy, v), _shards(strategy, labels)))
+    losses, feature_grads, centroid_grads, attracts = (_local(strategy, r) for r in results)
+    np.testing.assert_allclose(sum(losses), float(loss), rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate(feature_grads), d_v, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(sum(centroid_grads), d_c, rtol=1e-4, atol=1e-8)
+    np.testing.assert_array_equal(attracts[0], attracts[1])  # the global value on both
+
+
+class _BatchLogs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append({k: float(v) for k, v in logs.items()})
+
+
+def _build():
+    return build_oltr_model(
+        3,
+        (16, 16, 1),
+        backbone_options={"width": 4, "stem": "small", "sync_bn": True},
+        use_attention=True,
+    )
+
+
+def _compile(model):
+    model.compile(
+        keras.optimizers.SGD(0.1, momentum=0.9),
+        large_margin_weight=0.1,
+        lr_multipliers={"backbone": 0.5, "centroids": 2.0},
+    )
+
+
+def _fit(model, x, y):
+    recorder = _BatchLogs()
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
+    return recorder.logs
+
+
+@pytest.mark.slow
+def test_fit_two_replicas_matches_one_device(strategy):
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 255, (48, 16, 16, 1)).astype("float32")
+    y = rng.integers(0, 3, size=48).astype("int32")
+
+    reference = _build()
+    dim = reference.get_layer("meta_embedding").memory.feature_dim
+    c0 = rng.normal(0.5, 0.2, (3, dim)).astype("float32")
+    reference.centroid_memory.set_centroids(c0)
+    # A non-zero attention output convolution, so the attention path is in play.
+    out_conv = reference.get_layer("modulated_attention").out_conv.kernel
+    out_conv.assign(rng.normal(0, 0.1, out_conv.shape).astype("float32"))
+    initial = reference.get_weights()
+
+    single = _build()
+    single.set_weights(initial)
+    _compile(single)
+    single_logs = _fit(single, x, y)
+
+    with strategy.scope():
+        mirrored = _build()
+        mirrored.set_weights(initial)
+        _compile(mirrored)
+    mirrored_logs = _fit(mirrored, x, y)
+
+    assert len(single_logs) == len(mirrored_logs) == 3
+    for a, b in zip(single_logs, mirrored_logs, strict=True):
+        for key in ("loss", "ce", "large_margin"):
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-4, err_msg=key)
+
+    centroids_single = single.centroid_memory.centroids.numpy()
+    assert np.abs(centroids_single - c0).max() > 1e-4  # they moved
+    copies = _local(strategy, mirrored.centroid_memory.centroids.value)
+    assert len(copies) == 2
+    np.testing.assert_array_equal(copies[0], copies[1])
+    np.testing.assert_allclose(copies[0], centroids_single, rtol=1e-4, atol=1e-6)
+
+    for w_single, w_mirrored in zip(single.weights, mirrored.weights, strict=True):
+        local = _local(strategy, w_mirrored.value)
+        for value in local[1:]:
+            np.testing.assert_array_equal(value, local[0], err_msg=w_mirrored.path)
+        np.testing.assert_allclose(
+            local[0], w_single.numpy(), rtol=1e-3, atol=1e-5, err_msg=w_mirrored.path
+        )
