@@ -44,19 +44,21 @@ def assert_images(images, image_shape):
     takes [H, W, C]), so the check is part of the graph.
     """
     shape = tf.shape(images)
-    expected = tf.constant(image_shape, tf.int32)
-    ok = tf.cond(
-        tf.equal(tf.size(shape), 4),
-        lambda: tf.reduce_all(tf.equal(shape[1:], expected)),
-        lambda: tf.constant(False),
+    # Padding with -1 keeps the rank test dynamic: with the declared rank 4, grappler
+    # folds tf.rank / tf.size(shape) and a tf.cond on them to constants.
+    padded = tf.concat([shape, tf.fill([4], -1)], axis=0)
+    ok = tf.logical_and(
+        tf.equal(tf.math.count_nonzero(tf.not_equal(padded, -1)), 4),
+        tf.reduce_all(tf.equal(padded[1:4], tf.constant(image_shape, tf.int32))),
     )
     height, width, channels = image_shape
     message = (
         f"`images` must be float32 [batch, {height}, {width}, {channels}] with values in "
         "[0, 255]. Received shape:"
     )
-    with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape])]):
-        return tf.identity(images)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape], summarize=8)]):
+        # EnsureShape as a second line, should the assertion ever be optimised away.
+        return tf.ensure_shape(tf.identity(images), (None, *image_shape))
 
 
 def decode_image(encoded, image_shape):
