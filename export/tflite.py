@@ -37,7 +37,9 @@ def main(argv):
         )
         calibration = None
         if "int8" in _QUANTIZATION.value:
-            calibration = export.representative_images(trained.config, _CALIBRATION.value)
+            calibration = export.representative_images(
+                export.get_workdir_dataset(trained.config), _CALIBRATION.value
+            )
         for quantization in dict.fromkeys(_QUANTIZATION.value):
             path = os.path.join(_OUT.value, f"{_NAME.value}_{quantization}.tflite")
             export.convert_tflite(

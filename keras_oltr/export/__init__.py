@@ -32,6 +32,7 @@ from keras_oltr.export.saved_model import (
 )
 from keras_oltr.export.workdir import (
     WorkdirModel,
+    get_workdir_dataset,
     load_workdir_model,
     representative_images,
     validation_threshold,
@@ -51,6 +52,7 @@ __all__ = [
     "convert_tflite",
     "decode_image",
     "export_saved_model",
+    "get_workdir_dataset",
     "load_image",
     "load_predictor",
     "load_workdir_model",

@@ -100,11 +100,16 @@ def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
     )
 
 
-def representative_images(config, num_images=256, *, seed=0):
-    """Up to `num_images` training images (test transform) for int8 calibration."""
+def representative_images(dataset, num_images=256, *, seed=0):
+    """Up to `num_images` shuffled training images of a `LongTailDataset`.
+
+    They come with the test transform (no augmentation), as the deployed model sees
+    images; int8 calibration uses them.
+    """
     import numpy as np
 
-    dataset = get_workdir_dataset(config)
+    if num_images < 1:
+        raise ValueError(f"`num_images` must be positive. Received: num_images={num_images}")
     batch = min(num_images, 64)
     images = []
     for x, _ in dataset.train_dataset(batch, epoch=0, seed=seed, augment=False):

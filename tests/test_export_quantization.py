@@ -1,0 +1,81 @@
+"""Quantised TFLite on the embedded mixed_mnist_lt benchmark: top-1 stays close to float32."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_oltr.models as models
+from keras_oltr import export
+from keras_oltr.data import get_dataset
+
+# Budgets in top-1 percentage points against the float32 TFLite model.
+MAX_DROP = {"float16": 0.5, "dynamic_int8": 2.0, "int8": 2.0}
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return get_dataset("mixed_mnist_lt")
+
+
+@pytest.fixture(scope="module")
+def trained(dataset):
+    """OLTR (width 8) trained ~300 steps: accuracy far above chance (1/24)."""
+    keras.utils.set_random_seed(0)
+    model = models.build_oltr_model(
+        len(dataset.class_names), (28, 28, 1), backbone_options={"width": 8, "stem": "small"}
+    )
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
+    for epoch in range(4):
+        model.fit(dataset.train_dataset(64, epoch=epoch, seed=0), verbose=0, shuffle=False)
+    # Centroids = class means of the trained features (as stage 2 starts), then a
+    # short epoch more so that the memory path is exercised by the test too.
+    features, labels = [], []
+    for x, y in dataset.eval_dataset("train", 512):
+        features.append(model(x, training=False)["direct_feature"].numpy())
+        labels.append(y.numpy())
+    features, labels = np.concatenate(features), np.concatenate(labels)
+    centroids = np.stack([features[labels == k].mean(0) for k in range(len(dataset.class_names))])
+    model.get_layer("meta_embedding").memory.set_centroids(centroids)
+    model.fit(dataset.train_dataset(64, epoch=4, seed=0), verbose=0, shuffle=False)
+    return model
+
+
+def _top1(predictor, images, labels):
+    probabilities = np.concatenate(
+        [
+            predictor.predict(images[i : i + 256])["probabilities"]
+            for i in range(0, len(images), 256)
+        ]
+    )
+    return 100.0 * float(np.mean(probabilities.argmax(-1) == labels))
+
+
+@pytest.mark.slow
+def test_quantised_tflite_top1_close_to_float32(trained, dataset, tmp_path, record_property):
+    images, labels = [], []
+    for x, y in dataset.eval_dataset("test", 512):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    calibration = export.representative_images(dataset, 256, seed=1)
+    keras_top1 = 100.0 * float(
+        np.mean(
+            trained.predict(images, batch_size=256, verbose=0)["probabilities"].argmax(-1) == labels
+        )
+    )
+    top1 = {}
+    for quantization in ("float32", *MAX_DROP):
+        path = export.convert_tflite(
+            trained,
+            str(tmp_path / f"{quantization}.tflite"),
+            dataset.class_names,
+            quantization=quantization,
+            representative_images=calibration,
+        )
+        top1[quantization] = _top1(export.load_predictor(path), images, labels)
+        record_property(f"top1_{quantization}", top1[quantization])
+    print(f"\nkeras top-1 {keras_top1:.2f}; tflite top-1: {top1}")
+    assert top1["float32"] == pytest.approx(keras_top1, abs=0.05)
+    assert top1["float32"] > 50.0  # the comparison is meaningless near chance (4.2 %)
+    for quantization, budget in MAX_DROP.items():
+        assert abs(top1["float32"] - top1[quantization]) <= budget, (quantization, top1)
