@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,36 +160,50 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_mirrored_two_cpus_matches_one_device(tmp_path):
-    config = _smoke_config(batch_size=16, max_steps_per_epoch=3)
-    single = run_experiment(
-        config,
-        str(tmp_path / "one"),
-        strategy=tf.distribute.get_strategy(),
-        evaluate=False,
-        export=False,
-        verbose=0,
+    # lr 0.01: at the smoke preset's lr 0.1 the tiny network is chaotic and float
+    # reduction-order differences (synchronised BN sums, all-reduces) grow quickly.
+    base = _smoke_config(batch_size=16, max_steps_per_epoch=3)
+    config = dataclasses.replace(
+        base,
+        stage1=dataclasses.replace(base.stage1, learning_rate=0.01),
+        stage2=dataclasses.replace(base.stage2, learning_rate=0.01),
     )
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    mirrored = run_experiment(
-        config,
-        str(tmp_path / "two"),
-        strategy=strategy,
-        evaluate=False,
-        export=False,
-        verbose=0,
+    one_device = tf.distribute.get_strategy()
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    kwargs = dict(evaluate=False, export=False, verbose=0)
+    single1 = run_experiment(
+        config, str(tmp_path / "one"), stage="1", strategy=one_device, **kwargs
     )
-    for stage in ("stage1", "stage2"):
-        for key in ("loss", "ce", "accuracy", "val_accuracy"):
-            one = [r[key] for r in single[stage]["history"]]
-            two = [r[key] for r in mirrored[stage]["history"]]
-            np.testing.assert_allclose(two, one, rtol=2e-4, atol=1e-5, err_msg=f"{stage} {key}")
+    double1 = run_experiment(config, str(tmp_path / "two"), stage="1", strategy=mirrored, **kwargs)
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(
+            [r[key] for r in double1["stage1"]["history"]],
+            [r[key] for r in single1["stage1"]["history"]],
+            rtol=1e-3,
+            err_msg=f"stage 1 {key}",
+        )
+    # Stage 2 from the same stage-1 model on both, so a different best-epoch pick
+    # cannot hide or cause a difference.
+    shutil.rmtree(tmp_path / "two" / "stage1")
+    shutil.copytree(tmp_path / "one" / "stage1", tmp_path / "two" / "stage1")
+    single2 = run_experiment(
+        config, str(tmp_path / "one"), stage="2", strategy=one_device, **kwargs
+    )
+    double2 = run_experiment(config, str(tmp_path / "two"), stage="2", strategy=mirrored, **kwargs)
+    for key in ("loss", "ce", "large_margin", "accuracy"):
+        np.testing.assert_allclose(
+            [r[key] for r in double2["stage2"]["history"]],
+            [r[key] for r in single2["stage2"]["history"]],
+            rtol=1e-3,
+            err_msg=f"stage 2 {key}",
+        )
     one = keras.saving.load_model(tmp_path / "one" / "stage2" / "latest.keras")
     two = keras.saving.load_model(tmp_path / "two" / "stage2" / "latest.keras")
     np.testing.assert_allclose(
         two.get_layer("meta_embedding").memory.centroids.numpy(),
         one.get_layer("meta_embedding").memory.centroids.numpy(),
         rtol=1e-3,
-        atol=1e-4,
+        atol=1e-5,
     )
 
 

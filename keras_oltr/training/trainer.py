@@ -56,14 +56,6 @@ def learning_rate_schedule(stage_config, steps_per_epoch):
     )
 
 
-def _trained_variables(model):
-    """Variables in the order OLTRModel.train_step hands them to the optimizer."""
-    variables = list(model.trainable_variables)
-    if model.centroid_memory is not None:
-        variables.append(model.centroid_memory.centroids)
-    return variables
-
-
 def compile_for_stage(model, stage, config, dataset, steps_per_epoch):
     """Compiles `model` for `stage` and builds its optimizer (so a checkpoint can load)."""
     stage_config = config.stage1 if stage == 1 else config.stage2
@@ -83,8 +75,7 @@ def compile_for_stage(model, stage, config, dataset, steps_per_epoch):
         class_counts=dataset.train_counts,
         tau=stage_config.tau,
     )
-    model.optimizer.build(_trained_variables(model))
-    return model
+    return model  # compile() built the optimizer, so a checkpoint can be restored
 
 
 def _input_shape(dataset):
@@ -253,6 +244,7 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
             initial_epoch=epoch,
             steps_per_epoch=steps - skip,
             callbacks=[callback],
+            shuffle=False,  # the order is the sampler's, fixed by (seed, epoch)
             verbose=verbose,
         )
         state["global_step"] = (epoch + 1) * steps
