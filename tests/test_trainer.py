@@ -108,7 +108,8 @@ def test_smoke_run_on_a_split_file_tree(tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["dataset"] == "custom" and config["image_size"] == 16
     metrics = json.loads((tmp_path / "run" / "eval" / "stage2" / "metrics.json").read_text())
-    assert metrics["metrics"]["counts"]["open_test"] == 8
+    counts = metrics["metrics"]["counts"]
+    assert counts["num_open_test"] == 8 and counts["num_known_test"] == 8
 
 
 @pytest.mark.slow

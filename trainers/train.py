@@ -132,6 +132,13 @@ def resolve_config():
     return dataclasses.replace(config, **overrides)
 
 
+def _user_error(error):
+    """User errors (flags, data, missing stage 1): one clear line, no traceback."""
+    logging.error("%s", error)
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -140,7 +147,6 @@ def main(argv):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    from keras_oltr.data import SplitFileError
     from keras_oltr.training import TrainingError, run_experiment
     from keras_oltr.training.distribute import make_strategy
 
@@ -148,6 +154,9 @@ def main(argv):
         config = resolve_config()
         workdir = FLAGS.workdir or os.path.join("runs", config.name)
         strategy = make_strategy(FLAGS.strategy)
+    except ValueError as error:
+        _user_error(error)
+    try:
         logging.info(
             "Strategy %s with %d replica(s); workdir %s",
             type(strategy).__name__,
@@ -164,11 +173,8 @@ def main(argv):
             export=FLAGS.export,
             verbose=FLAGS.verbose,
         )
-    except (TrainingError, SplitFileError, FileNotFoundError, ValueError) as error:
-        # User errors (flags, data, missing stage 1): one clear line, no traceback.
-        logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except TrainingError as error:
+        _user_error(error)
     if "results" in summary:
         print(
             f"\nResults ({config.dataset}, best checkpoints; open-set threshold "

@@ -109,6 +109,16 @@ class OLTRModel(keras.Model):
             trackers.insert(2, self.lm_tracker)
         return trackers
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15, TF backend) pulls a first batch and strategy.reduce()s it before
+        # fit() to build the model symbolically; MultiWorkerMirroredStrategy cannot
+        # reduce a structured batch ("Attempt to convert a value (PerReplica...)").
+        # An OLTRModel is built at construction and compile() builds its optimizer,
+        # so there is nothing left to build.
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def get_compile_config(self):
         # compile() takes OLTR-specific arguments that Keras cannot restore; a reloaded
         # model is compiled again by whoever trains it.
@@ -192,7 +202,7 @@ class OLTRModel(keras.Model):
         if lm_global is not None:
             self.lm_tracker.update_state(lm_global)
         self.accuracy_tracker.update_state(labels, outputs["logits"])
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
 
     def test_step(self, data):
         images, labels = data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
@@ -204,7 +214,16 @@ class OLTRModel(keras.Model):
         if lm_global is not None:
             self.lm_tracker.update_state(lm_global)
         self.accuracy_tracker.update_state(labels, outputs["logits"])
-        return {m.name: m.result() for m in self.metrics}
+        return self._logs()
+
+    def _logs(self):
+        logs = {m.name: m.result() for m in self.metrics}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15 reduces per-replica logs with strategy.reduce(MEAN, axis=0)
+            # under multi-worker collectives, which rejects scalars; shape [1] reduces
+            # to the same scalar.
+            logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+        return logs
 
     def predict_step(self, data):
         images = data[0] if isinstance(data, (tuple, list)) else data

@@ -314,7 +314,10 @@ def run_experiment(
     if config.mixed_precision:
         policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
         keras.mixed_precision.set_dtype_policy(policy)
-    dataset = get_dataset(config.dataset, **config.dataset_kwargs)
+    try:
+        dataset = get_dataset(config.dataset, **config.dataset_kwargs)
+    except (ValueError, FileNotFoundError) as error:  # SplitFileError included
+        raise TrainingError(str(error)) from error
     logging.info("%s", dataset.describe())
     os.makedirs(workdir, exist_ok=True)
     is_chief, _, _ = worker_info(strategy)
@@ -381,14 +384,26 @@ def evaluate_stages(config, dataset, workdir):
 
 
 def export_best(config, workdir):
-    """Exports the best OLTR model with keras_oltr.export, when that module is present."""
-    try:
-        from keras_oltr.export import export_workdir
-    except ImportError:
-        logging.warning(
-            "Export skipped: keras_oltr.export.export_workdir is not available in this "
-            "version; the best model is %s",
-            os.path.join(workdir, "stage2", "best.keras"),
-        )
-        return None
-    return export_workdir(workdir, os.path.join(workdir, "export"), threshold=None)
+    """Exports the best OLTR model as a TF Serving SavedModel under <workdir>/export.
+
+    The threshold is the validation-chosen one when the evaluation wrote it, else
+    the config's. TFLite and ONNX conversions are one command each (export/*.py).
+    """
+    from keras_oltr.export import export_saved_model, load_workdir_model
+
+    trained = load_workdir_model(workdir, stage=2, checkpoint="best")
+    path = export_saved_model(
+        trained.model,
+        os.path.join(workdir, "export"),
+        trained.class_names,
+        threshold=trained.threshold,
+        threshold_source=trained.threshold_source,
+        model_name=config.name,
+        version=1,
+        source=trained.checkpoint,
+        overwrite=True,
+    )
+    logging.info(
+        "Exported %s (threshold %.4g, %s)", path, trained.threshold, trained.threshold_source
+    )
+    return path
