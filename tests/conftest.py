@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 # Logical devices must be configured before TensorFlow initialises its runtime, so do it
 # once here for the whole session: tests that need MirroredStrategy over two replicas
