@@ -34,7 +34,7 @@ class MetaEmbedding(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.reachability_scale = check_positive_float("reachability_scale", reachability_scale)
-        self.memory = CentroidMemory(num_classes, name="centroid_memory")
+        self.memory = CentroidMemory(num_classes, name="centroid_memory", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
@@ -44,8 +44,11 @@ class MetaEmbedding(keras.layers.Layer):
             )
         dim = int(input_shape[-1])
         self.memory.build(input_shape)
-        self.hallucinator = keras.layers.Dense(self.num_classes, name="hallucinator")
-        self.selector = keras.layers.Dense(dim, name="selector")
+        # Sublayers follow this layer's dtype policy (float32 head under mixed precision).
+        self.hallucinator = keras.layers.Dense(
+            self.num_classes, name="hallucinator", dtype=self.dtype_policy
+        )
+        self.selector = keras.layers.Dense(dim, name="selector", dtype=self.dtype_policy)
         self.hallucinator.build(input_shape)
         self.selector.build(input_shape)
         self.built = True

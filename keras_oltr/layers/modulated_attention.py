@@ -48,13 +48,19 @@ class ModulatedAttention(keras.layers.Layer):
         inner = max(1, int(channels * self.reduction_ratio))
         self._positions = height * width
         self._inner = inner
-        self.theta = keras.layers.Conv2D(inner, 1, name="theta")
-        self.phi = keras.layers.Conv2D(inner, 1, name="phi")
-        self.g = keras.layers.Conv2D(inner, 1, name="g")
+        policy = self.dtype_policy  # sublayers follow this layer's dtype policy
+        self.theta = keras.layers.Conv2D(inner, 1, name="theta", dtype=policy)
+        self.phi = keras.layers.Conv2D(inner, 1, name="phi", dtype=policy)
+        self.g = keras.layers.Conv2D(inner, 1, name="g", dtype=policy)
         self.out_conv = keras.layers.Conv2D(
-            channels, 1, use_bias=False, kernel_initializer="zeros", name="out_conv"
+            channels,
+            1,
+            use_bias=False,
+            kernel_initializer="zeros",
+            name="out_conv",
+            dtype=policy,
         )
-        self.spatial_fc = keras.layers.Dense(self._positions, name="spatial_fc")
+        self.spatial_fc = keras.layers.Dense(self._positions, name="spatial_fc", dtype=policy)
         for conv in (self.theta, self.phi, self.g):
             conv.build(input_shape)
         self.out_conv.build((input_shape[0], height, width, inner))
