@@ -276,7 +276,7 @@ def test_bad_reachability_scale():
         MetaEmbedding(3, reachability_scale=0)
 
 
-@pytest.mark.parametrize("ratio", [0, 2, -0.5])
+@pytest.mark.parametrize("ratio", [0, 2, -0.5, "abc", None])
 def test_bad_reduction_ratio(ratio):
     with pytest.raises(ValueError, match=f"reduction_ratio={ratio}"):
         ModulatedAttention(reduction_ratio=ratio)

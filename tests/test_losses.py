@@ -206,3 +206,20 @@ def test_cross_entropy_without_prior_and_label_shapes():
     np.testing.assert_allclose(cross_entropy(np.array([0, 2]), logits), expected, rtol=RTOL)
     np.testing.assert_allclose(cross_entropy(np.array([[0], [2]]), logits), expected, rtol=RTOL)
     np.testing.assert_allclose(expected[1], np.log(3.0), rtol=RTOL)
+
+
+def test_large_margin_ignores_open_set_labels():
+    """A -1 label (open-set image) adds nothing to attract or repel; B still counts it."""
+    rng = np.random.default_rng(7)
+    v = rng.normal(size=(5, 3)).astype(np.float32)
+    c = rng.normal(size=(4, 3)).astype(np.float32)
+    y = np.array([0, 2, -1, 1, 3])
+    keep = y >= 0
+    b, k = len(y), c.shape[0]
+    diff = v[keep] - c[y[keep]]
+    attract = np.sum(diff**2) / (2 * b)
+    d2 = np.sum((v[keep, None, :] - c[None]) ** 2, axis=-1)
+    others = d2.sum() - np.sum(diff**2)
+    repel = max(0.0, 10.0 - others / (b * k))
+    loss, _ = large_margin_loss(tf.constant(v), tf.constant(y), tf.constant(c))
+    np.testing.assert_allclose(float(loss), attract + 0.01 * repel, rtol=1e-5)

@@ -27,7 +27,11 @@ class ModulatedAttention(keras.layers.Layer):
 
     def __init__(self, reduction_ratio=0.5, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 < float(reduction_ratio) <= 1.0:
+        try:
+            ratio_ok = 0.0 < float(reduction_ratio) <= 1.0
+        except (TypeError, ValueError):
+            ratio_ok = False
+        if not ratio_ok:
             raise ValueError(
                 f"`reduction_ratio` must be in (0, 1]. Received: reduction_ratio={reduction_ratio}"
             )

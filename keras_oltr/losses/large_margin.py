@@ -41,17 +41,19 @@ def large_margin_loss(
     centroids = ops.cast(centroids, "float32")
     labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
     num_classes = ops.shape(centroids)[0]
-    one_hot = ops.one_hot(labels, num_classes, dtype="float32")
+    # Labels outside [0, K) (e.g. -1 for open-set images) take no part in the loss.
+    valid = ops.cast(ops.logical_and(labels >= 0, labels < num_classes), "float32")
+    one_hot = ops.one_hot(labels, num_classes, dtype="float32") * valid[:, None]
     local_batch = ops.cast(ops.shape(labels)[0], "float32")
     batch = replica_sum(local_batch)
     replicas = _num_replicas()
     if global_counts is None:
         global_counts = replica_sum(ops.sum(one_hot, axis=0))
 
-    attract = _attract(features, centroids, one_hot, global_counts, batch)
+    attract = _attract(features * valid[:, None], centroids, one_hot, global_counts, batch)
 
     sq_dist = pairwise_squared_distances(features, centroids)
-    local_repel_sum = ops.sum(sq_dist * (1.0 - one_hot))
+    local_repel_sum = ops.sum(sq_dist * (1.0 - one_hot) * valid[:, None])
     normaliser = batch * ops.cast(num_classes, "float32")
     global_repel_mean = replica_sum(ops.stop_gradient(local_repel_sum)) / normaliser
     repel_value = ops.maximum(margin - global_repel_mean, 0.0)

@@ -117,7 +117,6 @@ def init_from_stage1(oltr_model, stage1_model):
             "The stage-1 backbone does not match the stage-2 backbone (different "
             "architecture, width or input shape)."
         )
-    target.set_weights(src_weights)
     kernel, bias = stage1_model.get_layer("classifier").get_weights()
     hallucinator = oltr_model.get_layer("meta_embedding").hallucinator
     if hallucinator.kernel.shape != kernel.shape:
@@ -126,4 +125,5 @@ def init_from_stage1(oltr_model, stage1_model):
             f"{tuple(hallucinator.kernel.shape)} and {kernel.shape} differ. Received: "
             f"stage1 classifier kernel shape={kernel.shape}"
         )
+    target.set_weights(src_weights)  # only once both checks passed
     hallucinator.set_weights([kernel, bias])
