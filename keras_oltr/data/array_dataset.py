@@ -114,17 +114,6 @@ class ArrayDataset(base.LongTailDataset):
                 )
         self._tensors: dict[str, tf.Tensor] = {}
 
-    def has_split(self, split: str) -> bool:
-        base.check_split(split)
-        return split in self._labels
-
-    def split_labels(self, split: str) -> np.ndarray:
-        if not self.has_split(split):
-            raise ValueError(
-                f"Dataset {self.name!r} has no split {split!r}. Received: split={split!r}"
-            )
-        return self._labels[split]
-
     def split_images(self, split: str) -> np.ndarray:
         """The stored uint8 images of `split`, `[N, H, W, C]`."""
         self.split_labels(split)

@@ -139,16 +139,24 @@ class LongTailDataset(abc.ABC):
         """Number of train images."""
         return int(self.train_labels.size)
 
-    @abc.abstractmethod
+    # Subclasses fill `self._labels` ({split: int labels, -1 for open-set splits}).
+    _labels: dict
+
     def split_labels(self, split: str) -> np.ndarray:
         """Labels of a split, int `[N]` (-1 for open-set splits).
 
         Raises ValueError for an unknown or absent split.
         """
+        if not self.has_split(split):
+            raise ValueError(
+                f"Dataset {self.name!r} has no split {split!r}. Received: split={split!r}"
+            )
+        return self._labels[split]
 
-    @abc.abstractmethod
     def has_split(self, split: str) -> bool:
         """Whether the dataset has `split` (`open_val` is optional)."""
+        check_split(split)
+        return split in self._labels
 
     def num_examples(self, split: str) -> int:
         """Number of examples in `split`."""

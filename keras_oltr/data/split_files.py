@@ -219,17 +219,6 @@ class SplitFileDataset(base.LongTailDataset):
         self._unreadable: collections.Counter = collections.Counter()
         logging.info("%s", self.describe())
 
-    def has_split(self, split: str) -> bool:
-        base.check_split(split)
-        return split in self._labels
-
-    def split_labels(self, split: str) -> np.ndarray:
-        if not self.has_split(split):
-            raise ValueError(
-                f"Dataset {self.name!r} has no split {split!r}. Received: split={split!r}"
-            )
-        return self._labels[split]
-
     def split_paths(self, split: str) -> np.ndarray:
         """Full image paths of `split`, in file order."""
         self.split_labels(split)
