@@ -125,11 +125,8 @@ def test_sharding_rejects_indivisible_batch():
 
 
 @pytest.mark.distributed
-def test_mirrored_strategy_step_equals_global_batch():
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs two logical CPUs")
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_strategy_step_equals_global_batch(mirrored_strategy):
+    strategy = mirrored_strategy
     ds = _dataset()
     reference = _global(ds)
     dist = strategy.distribute_datasets_from_function(

@@ -160,7 +160,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_mirrored_two_cpus_matches_one_device(tmp_path):
+def test_mirrored_two_cpus_matches_one_device(tmp_path, mirrored_strategy):
     # lr 0.01: at the smoke preset's lr 0.1 the tiny network is chaotic and float
     # reduction-order differences (synchronised BN sums, all-reduces) grow quickly.
     base = _smoke_config(batch_size=16, max_steps_per_epoch=3)
@@ -170,7 +170,7 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path):
         stage2=dataclasses.replace(base.stage2, learning_rate=0.01),
     )
     one_device = tf.distribute.get_strategy()
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = mirrored_strategy
     kwargs = dict(evaluate=False, export=False, verbose=0)
     single1 = run_experiment(
         config, str(tmp_path / "one"), stage="1", strategy=one_device, **kwargs
@@ -261,10 +261,9 @@ def test_multi_worker_two_processes_agree(tmp_path):
     assert read_state(str(tmp_path / "stage2" / "checkpoint"))["global_step"] == 6
 
 
-def test_non_divisible_batch_for_replicas_is_a_clear_error(tmp_path):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_non_divisible_batch_for_replicas_is_a_clear_error(tmp_path, mirrored_strategy):
     with pytest.raises(TrainingError, match="batch_size=33"):
-        run_experiment(_smoke_config(batch_size=33), str(tmp_path), strategy=strategy)
+        run_experiment(_smoke_config(batch_size=33), str(tmp_path), strategy=mirrored_strategy)
 
 
 @pytest.mark.parametrize(
