@@ -386,7 +386,7 @@ def test_workdir_threshold_and_export_cli(trained, tmp_path):
     (workdir / "config.json").write_text(json.dumps(config))
     assert export.validation_threshold(str(workdir)) == (0.1, "default")
     (workdir / "eval" / "stage2").mkdir(parents=True)
-    metrics = {"threshold_selection": {"threshold": 0.37, "val_open_f": 0.5}}
+    metrics = {"metrics": {"threshold_selection": {"threshold": 0.37, "val_open_f": 0.5}}}
     (workdir / "eval" / "stage2" / "metrics.json").write_text(json.dumps(metrics))
     threshold, source = export.validation_threshold(str(workdir))
     assert threshold == 0.37 and source.startswith("validation:")

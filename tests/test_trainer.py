@@ -38,7 +38,7 @@ def _smoke_config(**overrides):
 
 @pytest.mark.slow
 def test_smoke_run_writes_checkpoints_config_and_finite_metrics(tmp_path):
-    result = _run_cli("--smoke", f"--workdir={tmp_path}", "--verbose=0", "--noexport")
+    result = _run_cli("--smoke", f"--workdir={tmp_path}", "--verbose=0")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| plain" in result.stdout and "| oltr" in result.stdout
     config = json.loads((tmp_path / "config.json").read_text())
@@ -56,6 +56,15 @@ def test_smoke_run_writes_checkpoints_config_and_finite_metrics(tmp_path):
     assert reach["metrics"]["threshold_free"]["reachability"]["auroc"] is not None
     assert (tmp_path / "results.md").read_text().count("|") > 10
     assert list((tmp_path / "tensorboard" / "stage2").iterdir())
+    # The export uses the threshold the evaluation chose on validation.
+    export = json.loads(
+        (
+            tmp_path / "export" / "mixed_mnist_lt_smoke" / "1" / "assets.extra" / "oltr_export.json"
+        ).read_text()
+    )
+    chosen = json.loads((tmp_path / "eval" / "stage2" / "metrics.json").read_text())
+    assert export["threshold"] == chosen["metrics"]["threshold_selection"]["threshold"]
+    assert export["threshold_source"].startswith("validation:")
 
 
 def _write_image_tree(root, num_classes=4, per_class=(30, 12, 6, 4), open_classes=2):

@@ -26,13 +26,14 @@ def validation_threshold(workdir, stage=2):
     """The validation-chosen threshold of ``<workdir>/eval/stage{stage}/metrics.json``.
 
     Returns:
-        (threshold, source): the evaluation's ``threshold_selection.threshold`` and
+        (threshold, source): the evaluation's ``metrics.threshold_selection.threshold`` and
         "validation:<path>", or (0.1, "default") when the file or the key is absent.
     """
     path = os.path.join(workdir, "eval", f"stage{stage}", "metrics.json")
     try:
         with open(path, encoding="utf-8") as f:
-            selection = json.load(f).get("threshold_selection") or {}
+            # metrics.json as keras_oltr.evaluation.write_report writes it.
+            selection = json.load(f)["metrics"]["threshold_selection"]
         return float(selection["threshold"]), f"validation:{path}"
     except FileNotFoundError:
         pass
