@@ -290,3 +290,24 @@ def test_bad_flags_give_one_clear_error_without_traceback(tmp_path, args, messag
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_attention_and_fc_train_at_the_backbone_learning_rate():
+    from keras_oltr.models import build_oltr_model
+    from keras_oltr.training.config import StageConfig
+    from keras_oltr.training.trainer import _lr_multipliers
+
+    model = build_oltr_model(
+        3, (8, 8, 1), backbone_options={"width": 2, "stem": "small"}, use_fc=True, feature_dim=4
+    )
+    stage = StageConfig(backbone_lr_multiplier=0.1, centroid_lr_multiplier=0.5)
+    assert _lr_multipliers(model, stage) == {
+        "backbone": 0.1,
+        "modulated_attention": 0.1,
+        "feature_fc": 0.1,
+        "centroids": 0.5,
+    }
+    model.compile(keras.optimizers.SGD(0.1), lr_multipliers=_lr_multipliers(model, stage))
+    attention = model.get_layer("modulated_attention").trainable_variables[0]
+    classifier = model.get_layer("classifier").trainable_variables[0]
+    assert model._multiplier(attention) == 0.1 and model._multiplier(classifier) == 1.0

@@ -81,10 +81,11 @@ def _reads_from_disk(name):
     """Whether dataset `name`'s builder takes a data_root (split-file datasets)."""
     import inspect
 
-    from keras_oltr.data import registry  # importing keras_oltr.data fills the registry
+    from keras_oltr.data import dataset_builder, list_datasets
 
-    builder = registry._REGISTRY.get(name)
-    return builder is not None and "data_root" in inspect.signature(builder).parameters
+    if name not in list_datasets():
+        return False  # get_dataset reports the unknown name with the known ones
+    return "data_root" in inspect.signature(dataset_builder(name)).parameters
 
 
 def resolve_config():

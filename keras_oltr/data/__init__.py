@@ -12,7 +12,12 @@ Importing this package registers the built-in datasets; build one by name::
 from keras_oltr.data import cifar_lt, mixed_mnist_lt, split_files  # noqa: F401
 from keras_oltr.data.array_dataset import ArrayDataset
 from keras_oltr.data.base import LongTailDataset
-from keras_oltr.data.registry import get_dataset, list_datasets, register_dataset
+from keras_oltr.data.registry import (
+    dataset_builder,
+    get_dataset,
+    list_datasets,
+    register_dataset,
+)
 from keras_oltr.data.split_files import SplitFileDataset, SplitFileError
 
 __all__ = [
@@ -20,6 +25,7 @@ __all__ = [
     "LongTailDataset",
     "SplitFileDataset",
     "SplitFileError",
+    "dataset_builder",
     "get_dataset",
     "list_datasets",
     "register_dataset",

@@ -36,11 +36,16 @@ def register_dataset(name: str):
 
 def get_dataset(name: str, **kwargs) -> LongTailDataset:
     """Builds the dataset registered as `name` with the builder's keyword arguments."""
+    return dataset_builder(name)(**kwargs)
+
+
+def dataset_builder(name: str) -> Callable[..., LongTailDataset]:
+    """The builder function registered as `name` (e.g. to inspect its arguments)."""
     if name not in _REGISTRY:
         raise ValueError(
             f"Unknown dataset. Known datasets: {list_datasets()}. Received: name={name!r}"
         )
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
 
 
 def list_datasets() -> list[str]:

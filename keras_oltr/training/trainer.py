@@ -56,6 +56,22 @@ def learning_rate_schedule(stage_config, steps_per_epoch):
     )
 
 
+def _lr_multipliers(model, stage_config):
+    """Per-layer learning-rate multipliers of a stage.
+
+    The reference builds ModulatedAttention and the `use_fc` projection into its
+    feature network, so they train at the backbone's learning rate; the
+    classifier, the meta-embedding and the centroids have their own.
+    """
+    names = {layer.name for layer in model.layers}
+    multipliers = {"backbone": stage_config.backbone_lr_multiplier}
+    for name in ("modulated_attention", "feature_fc"):
+        if name in names:
+            multipliers[name] = stage_config.backbone_lr_multiplier
+    multipliers["centroids"] = stage_config.centroid_lr_multiplier
+    return multipliers
+
+
 def compile_for_stage(model, stage, config, dataset, steps_per_epoch):
     """Compiles `model` for `stage` and builds its optimizer (so a checkpoint can load)."""
     stage_config = config.stage1 if stage == 1 else config.stage2
@@ -68,10 +84,7 @@ def compile_for_stage(model, stage, config, dataset, steps_per_epoch):
         optimizer,
         large_margin_weight=stage_config.large_margin_weight if stage == 2 else 0.0,
         weight_decay=stage_config.weight_decay,
-        lr_multipliers={
-            "backbone": stage_config.backbone_lr_multiplier,
-            "centroids": stage_config.centroid_lr_multiplier,
-        },
+        lr_multipliers=_lr_multipliers(model, stage_config),
         class_counts=dataset.train_counts,
         tau=stage_config.tau,
     )
