@@ -29,6 +29,44 @@ def _representative_dataset(images, num_samples):
     return generator
 
 
+# Ops of the OLTR head (distances, reachability, squash, cosine normalisation) that
+# int8 cannot carry: see _quantize_backbone_only.
+_FLOAT_HEAD_SCOPES = ("meta_embedding", "classifier", "/pool", "probabilities")
+_FLOAT_OPS = ["DIV", "SQRT", "RSQRT"]
+
+
+def _quantize_backbone_only(converter, flatbuffer):
+    """Re-quantises with the OLTR head left in float32 (selective quantisation).
+
+    Fully int8, the squared distances to the centroids share one int8 scale with
+    their largest values (e.g. a step of 17 for a range of 0..4000), so the nearest
+    distance of an input close to a centroid rounds to zero and the reachability
+    division fails ("tflite/kernels/div.cc ... data[i] != zero_point", seen in CI).
+    The head costs little next to the backbone, so it stays float: every tensor of the
+    meta-embedding, the classifier and the outputs, and every DIV/SQRT/RSQRT.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    names = [t["name"] for t in Interpreter(model_content=flatbuffer).get_tensor_details()]
+    head = [
+        n
+        for n in names
+        if n.startswith("StatefulPartitionedCall") or any(s in n for s in _FLOAT_HEAD_SCOPES)
+    ]
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=head, denylisted_ops=_FLOAT_OPS
+    )
+    # convert() wrapped the generator function in a RepresentativeDataset.
+    dataset = getattr(converter.representative_dataset, "input_gen", None)
+    dataset = dataset or converter.representative_dataset
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=dataset,
+        debug_options=options,
+    )
+    return debugger.get_nondebug_quantized_model()
+
+
 def convert_tflite(
     model,
     out_path,
@@ -54,9 +92,9 @@ def convert_tflite(
         out_path: the .tflite file to write.
         class_names: K class names, written to the metadata.
         quantization: "float32"; "float16" (weights stored as float16);
-            "dynamic_int8" (int8 weights, float activations); "int8" (full integer:
-            int8 weights and activations, calibrated on `representative_images`,
-            only TFLITE_BUILTINS_INT8 ops inside the float32 I/O wrapper).
+            "dynamic_int8" (int8 weights, float activations); "int8" (int8 weights
+            and activations calibrated on `representative_images` for the backbone
+            and attention, a float32 OLTR head: see `_quantize_backbone_only`).
         threshold: open-set rejection threshold baked into predicted_class.
         representative_images: float32 [N, H, W, C] training images in [0, 255];
             required for "int8".
@@ -91,11 +129,16 @@ def convert_tflite(
             converter.representative_dataset = _representative_dataset(
                 representative_images, num_calibration_samples
             )
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS,
+            ]
         with warnings.catch_warnings():
             # Calibration runs TF's own deprecated tf.lite.Interpreter internally.
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             flatbuffer = converter.convert()
+            if quantization == "int8":
+                flatbuffer = _quantize_backbone_only(converter, flatbuffer)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, "wb") as f:
         f.write(flatbuffer)
