@@ -32,21 +32,14 @@ flags.mark_flags_as_required(["workdir", "out"])
 def main(argv):
     del argv
     try:
-        trained = export.load_workdir_model(
+        path, trained = export.export_workdir_saved_model(
             _WORKDIR.value,
+            _OUT.value,
             stage=_STAGE.value,
             checkpoint=_CHECKPOINT.value,
             threshold=_THRESHOLD.value,
-        )
-        path = export.export_saved_model(
-            trained.model,
-            _OUT.value,
-            trained.class_names,
-            threshold=trained.threshold,
-            threshold_source=trained.threshold_source,
             model_name=_MODEL_NAME.value,
             version=_VERSION.value,
-            source=trained.checkpoint,
             warmup=_WARMUP.value,
             overwrite=_OVERWRITE.value,
         )

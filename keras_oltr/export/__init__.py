@@ -32,6 +32,7 @@ from keras_oltr.export.saved_model import (
 )
 from keras_oltr.export.workdir import (
     WorkdirModel,
+    export_workdir_saved_model,
     get_workdir_dataset,
     load_workdir_model,
     representative_images,
@@ -39,6 +40,7 @@ from keras_oltr.export.workdir import (
 )
 
 __all__ = [
+    "export_workdir_saved_model",
     "NUMERIC_OUTPUTS",
     "QUANTIZATIONS",
     "SERVE_ENCODED",

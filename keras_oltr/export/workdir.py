@@ -118,3 +118,41 @@ def representative_images(dataset, num_images=256, *, seed=0):
         if sum(len(i) for i in images) >= num_images:
             break
     return np.concatenate(images)[:num_images].astype(np.float32)
+
+
+def export_workdir_saved_model(
+    workdir,
+    out_dir,
+    *,
+    stage=2,
+    checkpoint="best",
+    threshold=None,
+    model_name="oltr",
+    version=1,
+    warmup=True,
+    overwrite=False,
+):
+    """Exports a workdir's checkpoint as `<out_dir>/<model_name>/<version>/`.
+
+    The threshold defaults to the validation-chosen one (`validation_threshold`).
+    Used by export/saved_model.py and at the end of a training run.
+
+    Returns:
+        (export path, the `WorkdirModel` that was exported).
+    """
+    from keras_oltr.export.saved_model import export_saved_model
+
+    trained = load_workdir_model(workdir, stage=stage, checkpoint=checkpoint, threshold=threshold)
+    path = export_saved_model(
+        trained.model,
+        out_dir,
+        trained.class_names,
+        threshold=trained.threshold,
+        threshold_source=trained.threshold_source,
+        model_name=model_name,
+        version=version,
+        source=trained.checkpoint,
+        warmup=warmup,
+        overwrite=overwrite,
+    )
+    return path, trained

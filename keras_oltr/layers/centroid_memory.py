@@ -33,6 +33,14 @@ def replica_sum(value):
     return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
+def num_replicas():
+    """Replicas in sync (1 outside tf.distribute or in a cross-replica context)."""
+    if tf.distribute.in_cross_replica_context():
+        return 1.0
+    ctx = tf.distribute.get_replica_context()
+    return float(ctx.num_replicas_in_sync) if ctx is not None else 1.0
+
+
 @keras.saving.register_keras_serializable(package="keras_oltr")
 class CentroidMemory(keras.layers.Layer):
     """K x D class centroids: the visual memory of OLTR.

@@ -3,7 +3,11 @@
 import tensorflow as tf
 from keras import ops
 
-from keras_oltr.layers.centroid_memory import pairwise_squared_distances, replica_sum
+from keras_oltr.layers.centroid_memory import (
+    num_replicas,
+    pairwise_squared_distances,
+    replica_sum,
+)
 
 
 def large_margin_loss(
@@ -46,7 +50,7 @@ def large_margin_loss(
     one_hot = ops.one_hot(labels, num_classes, dtype="float32") * valid[:, None]
     local_batch = ops.cast(ops.shape(labels)[0], "float32")
     batch = replica_sum(local_batch)
-    replicas = _num_replicas()
+    replicas = num_replicas()
     if global_counts is None:
         global_counts = replica_sum(ops.sum(one_hot, axis=0))
 
@@ -67,13 +71,6 @@ def large_margin_loss(
     loss = attract + repel_weight * repel
     global_attract = replica_sum(ops.stop_gradient(attract))
     return loss, {"attract": global_attract, "repel": repel_value}
-
-
-def _num_replicas():
-    if tf.distribute.in_cross_replica_context():
-        return 1.0
-    ctx = tf.distribute.get_replica_context()
-    return float(ctx.num_replicas_in_sync) if ctx is not None else 1.0
 
 
 @tf.custom_gradient

@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_oltr.layers.centroid_memory import replica_sum
+from keras_oltr.layers.centroid_memory import num_replicas, replica_sum
 from keras_oltr.losses.class_prior_ce import cross_entropy, log_class_prior
 from keras_oltr.losses.large_margin import large_margin_loss
 
@@ -177,7 +177,7 @@ class OLTRModel(keras.Model):
 
     def train_step(self, data):
         images, labels = data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
-        replicas = _num_replicas()
+        replicas = num_replicas()
         memory = self.centroid_memory
         variables = self._updated_variables()
         with tf.GradientTape() as tape:
@@ -206,7 +206,7 @@ class OLTRModel(keras.Model):
 
     def test_step(self, data):
         images, labels = data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
-        replicas = _num_replicas()
+        replicas = num_replicas()
         outputs = self(images, training=False)
         loss, ce, lm_global = self._oltr_losses(outputs, labels)
         self.loss_tracker.update_state(loss * replicas)
@@ -228,9 +228,3 @@ class OLTRModel(keras.Model):
     def predict_step(self, data):
         images = data[0] if isinstance(data, (tuple, list)) else data
         return self(images, training=False)
-
-
-def _num_replicas():
-    if tf.distribute.in_cross_replica_context():
-        return 1.0
-    return float(tf.distribute.get_replica_context().num_replicas_in_sync)

@@ -399,22 +399,13 @@ def evaluate_stages(config, dataset, workdir):
 def export_best(config, workdir):
     """Exports the best OLTR model as a TF Serving SavedModel under <workdir>/export.
 
-    The threshold is the validation-chosen one when the evaluation wrote it, else
-    the config's. TFLite and ONNX conversions are one command each (export/*.py).
+    The threshold is the one the evaluation chose on validation, else 0.1. TFLite
+    and ONNX conversions are one command each (export/*.py).
     """
-    from keras_oltr.export import export_saved_model, load_workdir_model
+    from keras_oltr.export import export_workdir_saved_model
 
-    trained = load_workdir_model(workdir, stage=2, checkpoint="best")
-    path = export_saved_model(
-        trained.model,
-        os.path.join(workdir, "export"),
-        trained.class_names,
-        threshold=trained.threshold,
-        threshold_source=trained.threshold_source,
-        model_name=config.name,
-        version=1,
-        source=trained.checkpoint,
-        overwrite=True,
+    path, trained = export_workdir_saved_model(
+        workdir, os.path.join(workdir, "export"), model_name=config.name, overwrite=True
     )
     logging.info(
         "Exported %s (threshold %.4g, %s)", path, trained.threshold, trained.threshold_source
