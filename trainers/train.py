@@ -148,8 +148,8 @@ def main(argv):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    from keras_oltr.distribute import make_strategy
     from keras_oltr.training import TrainingError, run_experiment
-    from keras_oltr.training.distribute import make_strategy
 
     try:
         config = resolve_config()

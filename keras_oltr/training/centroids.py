@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_oltr.training.distribute import sum_over_workers, worker_info
+from keras_oltr.distribute import sum_over_workers, worker_info
 
 
 def class_mean_features(model, dataset, strategy=None, batch_size=256):
