@@ -21,11 +21,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
 import numpy as np
 from absl import app, flags
 
 from keras_oltr.models import build_oltr_model, build_plain_model
+from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("warmup", 2, "Untimed steps per model (the first one traces).")
@@ -54,7 +54,7 @@ def _models(cfg):
     plain = build_plain_model(
         cfg["num_classes"], cfg["input_shape"], backbone_options=cfg["backbone_options"]
     )
-    plain.compile(keras.optimizers.SGD(0.1, momentum=0.9))
+    plain.compile(CoupledSGD(0.1, momentum=0.9, coupled_weight_decay=5e-4))
     oltr = build_oltr_model(
         cfg["num_classes"],
         cfg["input_shape"],
@@ -69,8 +69,12 @@ def _models(cfg):
         rng.normal(size=(cfg["num_classes"], cfg["feature_dim"])).astype("float32")
     )
     oltr.compile(
-        keras.optimizers.SGD(0.1, momentum=0.9),
-        lr_multipliers={"backbone": 0.1, "centroids": 0.1},
+        CoupledSGD(
+            0.1,
+            momentum=0.9,
+            coupled_weight_decay=5e-4,
+            lr_multipliers=layer_lr_multipliers(oltr, {"backbone": 0.1, "centroids": 0.1}),
+        )
     )
     return plain, oltr
 

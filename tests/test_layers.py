@@ -17,6 +17,7 @@ from keras_oltr.layers import (
     pairwise_squared_distances,
     squash,
 )
+from keras_oltr.losses import large_margin_loss
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -152,8 +153,10 @@ def test_meta_embedding_and_classifier_shapes():
 def test_weight_counts():
     memory = CentroidMemory(5)
     memory.build((None, 7))
-    assert len(memory.trainable_weights) == 0
-    assert len(memory.non_trainable_weights) == 1
+    # Trainable so that stock fit hands them to the optimizer; only the large-margin
+    # loss has a gradient for them (MetaEmbedding reads them through stop_gradient).
+    assert memory.trainable_weights == [memory.centroids]
+    assert len(memory.non_trainable_weights) == 0
     assert tuple(memory.centroids.shape) == (5, 7)
     np.testing.assert_array_equal(memory.centroids.numpy(), 0.0)
 
@@ -165,9 +168,9 @@ def test_weight_counts():
         "hallucinator/bias",
         "selector/kernel",
         "selector/bias",
+        "centroid_memory/centroids",
     }
-    assert [tuple(v.shape) for v in meta.non_trainable_weights] == [(5, 7)]
-    assert meta.non_trainable_weights[0] is meta.memory.centroids
+    assert meta.non_trainable_weights == []
     assert tuple(meta.hallucinator.kernel.shape) == (7, 5)
     assert tuple(meta.selector.kernel.shape) == (7, 7)
 
@@ -396,7 +399,18 @@ def test_modulated_attention_matches_numpy():
     assert np.abs(got - f).max() > 1e-2  # not the identity any more
 
 
-def test_centroid_update_matches_numpy():
+def _centroid_gradient(memory, v, labels, weight):
+    """Gradient of the (attract-only) large-margin loss with respect to the centroids."""
+    with tf.GradientTape() as tape:
+        loss, _ = large_margin_loss(
+            tf.constant(v), labels, memory.centroids, weight=weight, repel_weight=0.0
+        )
+    return tape.gradient(loss, memory.centroids.value).numpy()
+
+
+@pytest.mark.parametrize("weight", [0.01, 1.0])
+def test_centroid_update_matches_numpy(weight):
+    """The centroids' gradient is the centre-loss step delta_j / B, for any loss weight."""
     rng = np.random.default_rng(10)
     memory = CentroidMemory(4)
     memory.build((None, 3))
@@ -404,17 +418,13 @@ def test_centroid_update_matches_numpy():
     memory.set_centroids(c)
     v = rng.normal(size=(7, 3)).astype("float32")
     labels = np.array([0, 0, 2, -1, 2, 2, 0])  # class 1 and 3 absent, one open-set -1
-    got = np.asarray(memory.compute_update(v, labels))
+    got = _centroid_gradient(memory, v, labels, weight)
     np.testing.assert_allclose(got, np_centre_update(v, labels, c), rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(got[[1, 3]], 0.0)
     # The -1 sample moves nothing: the same batch without it differs only through B.
     keep = labels >= 0
-    without = np.asarray(memory.compute_update(v[keep], labels[keep]))
+    without = _centroid_gradient(memory, v[keep], labels[keep], weight)
     np.testing.assert_allclose(got * len(labels), without * keep.sum(), rtol=RTOL, atol=ATOL)
-
-    new = np.asarray(memory.apply_update(v, labels, 0.5))
-    np.testing.assert_allclose(new, c - 0.5 * np_centre_update(v, labels, c), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(memory.centroids.numpy(), new)
 
 
 def test_no_nan_when_feature_equals_centroid():
@@ -424,7 +434,7 @@ def test_no_nan_when_feature_equals_centroid():
     memory.set_centroids(c)
     v = tf.constant(np.array([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]], "float32"))
     labels = np.array([0, 1])
-    update = np.asarray(memory.compute_update(v, labels))
+    update = _centroid_gradient(memory, v.numpy(), labels, 1.0)
     assert np.isfinite(update).all()
     np.testing.assert_allclose(update, np_centre_update(v.numpy(), labels, c), atol=ATOL)
     np.testing.assert_array_equal(update[0], 0.0)
@@ -447,7 +457,10 @@ def test_no_nan_when_feature_equals_centroid():
         out = meta(v)["meta_embedding"]
     grads = tape.gradient(out, [v, *meta.trainable_weights])
     assert np.isfinite(np.asarray(out)).all()
-    assert all(np.isfinite(g.numpy()).all() for g in grads)
+    # The centroids get no gradient from the meta-embedding (stop_gradient).
+    centroid_index = 1 + meta.trainable_weights.index(meta.memory.centroids)
+    assert grads[centroid_index] is None
+    assert all(np.isfinite(g.numpy()).all() for g in grads if g is not None)
 
 
 # ----------------------------------------------------------------------------- training
@@ -486,6 +499,9 @@ def test_fit_step_moves_trainable_weights_not_centroids():
     )
     x = rng.normal(size=(8, 5)).astype("float32")
     model.fit(x, rng.integers(0, 3, size=8), batch_size=8, epochs=1, verbose=0)
+    centroids = model.get_layer("meta").memory.centroids
     for old, new in zip(before, model.trainable_weights, strict=True):
-        assert np.abs(new.numpy() - old).max() > 0, new.path
-    np.testing.assert_array_equal(model.get_layer("meta").memory.centroids.numpy(), c)
+        if new is not centroids:
+            assert np.abs(new.numpy() - old).max() > 0, new.path
+    # The classifier's loss has no gradient for the centroids: they stay put.
+    np.testing.assert_array_equal(centroids.numpy(), c)

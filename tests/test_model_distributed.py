@@ -1,7 +1,8 @@
 """OLTR under tf.distribute.MirroredStrategy on two logical CPUs (set up in conftest.py).
 
-The centroids are non-trainable state moved by an all-reduced update: on every replica
-they must equal what one device computes for the same global batch.
+The centroids move by the large-margin loss's gradient (the reference's centre-loss
+step), summed over the replicas by the optimizer: on every replica they must equal what
+one device computes for the same global batch.
 """
 
 import keras
@@ -12,6 +13,7 @@ import tensorflow as tf
 from keras_oltr.layers import CentroidMemory
 from keras_oltr.losses import large_margin_loss
 from keras_oltr.models import build_oltr_model
+from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
 
 pytestmark = pytest.mark.distributed
 
@@ -35,44 +37,67 @@ def _local(strategy, value):
     return [np.asarray(v) for v in strategy.experimental_local_results(value)]
 
 
-def np_centre_update(v, labels, c):
-    out = np.zeros_like(c, dtype=np.float64)
-    for j in range(len(c)):
+def np_reference_centroid_gradient(v, labels, c, lam, margin=10.0, repel_weight=0.01):
+    """The reference's centroid gradient for CE + lam * L_LM, in float64.
+
+    delta_j / B (centre-loss step, not scaled by lam) + lam * repel_weight * d repel/dc_j,
+    with repel = max(0, margin - sum_{n valid, j != y_n} |v_n - c_j|^2 / (B K)); B counts
+    every sample, open-set (-1) ones take no other part.
+    """
+    v, c = v.astype(np.float64), c.astype(np.float64)
+    b, k = len(labels), len(c)
+    valid = labels >= 0
+    delta = np.zeros_like(c)
+    for j in range(k):
         members = v[labels == j]
-        out[j] = (c[j] - members).sum(0) / (1.0 + len(members))
-    return out / len(labels)
+        delta[j] = (c[j] - members).sum(0) / (1.0 + len(members))
+    sq = ((v[:, None] - c[None]) ** 2).sum(-1)
+    others = valid[:, None] & (labels[:, None] != np.arange(k)[None])
+    repel_mean = sq[others].sum() / (b * k)
+    repel_grad = np.zeros_like(c)
+    if repel_mean < margin:
+        for j in range(k):
+            rows = others[:, j]
+            repel_grad[j] = -2.0 * (c[j] - v[rows]).sum(0) / (b * k)
+    return delta / b + lam * repel_weight * repel_grad, repel_mean
 
 
-def test_compute_and_apply_update_match_single_device(strategy):
+@pytest.mark.parametrize("lam", [0.01, 1.0])
+def test_centroid_step_two_replicas_matches_reference_rule(strategy, lam):
+    """Per-replica gradients, summed by the optimizer, give the reference's step."""
     rng = np.random.default_rng(0)
-    c = rng.normal(size=(4, 3)).astype("float32")
-    v = rng.normal(size=(8, 3)).astype("float32")
+    c = rng.normal(scale=0.5, size=(4, 3)).astype("float32")
+    v = rng.normal(scale=0.5, size=(8, 3)).astype("float32")
     # Class 0 only on replica 0, class 2 on both, class 3 absent, one open-set -1.
     labels = np.array([0, 0, 2, 1, 2, 2, -1, 1], "int32")
-
-    single = CentroidMemory(4)
-    single.build((None, 3))
-    single.set_centroids(c)
-    expected = np.asarray(single.compute_update(v, labels))
-    np.testing.assert_allclose(expected, np_centre_update(v, labels, c), rtol=1e-5, atol=1e-7)
+    expected_grad, repel_mean = np_reference_centroid_gradient(v, labels, c, lam)
+    assert repel_mean < 10.0  # the hinge is active, so both parts are in play
+    lr = 0.5
 
     with strategy.scope():
         memory = CentroidMemory(4)
         memory.build((None, 3))
+        optimizer = keras.optimizers.SGD(lr)
+        optimizer.build([memory.centroids])
     memory.set_centroids(c)
-    v_dist, y_dist = _shards(strategy, v), _shards(strategy, labels)
-    per_replica = _local(strategy, strategy.run(memory.compute_update, args=(v_dist, y_dist)))
-    assert len(per_replica) == 2
-    for update in per_replica:
-        np.testing.assert_allclose(update, expected, rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(per_replica[0], per_replica[1])
 
-    # An assignment in replica context keeps the copies identical (and correct).
-    strategy.run(lambda a, b: memory.apply_update(a, b, 0.5).value, args=(v_dist, y_dist))
+    @tf.function
+    def step(features, y):
+        def replica_fn(f, yy):
+            with tf.GradientTape() as tape:
+                loss, _ = large_margin_loss(f, yy, memory.centroids, weight=lam)
+            optimizer.apply(tape.gradient(loss, [memory.centroids]), [memory.centroids])
+
+        strategy.run(replica_fn, args=(features, y))
+
+    step(_shards(strategy, v), _shards(strategy, labels))
     copies = _local(strategy, memory.centroids.value)
     assert len(copies) == 2
     np.testing.assert_array_equal(copies[0], copies[1])
-    np.testing.assert_allclose(copies[0], c - 0.5 * expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(copies[0], c - lr * expected_grad, rtol=1e-5, atol=1e-7)
+    # The rule that scales the whole centroid gradient by lambda is measurably different.
+    if lam != 1.0:
+        assert np.abs(copies[0] - (c - lr * lam * expected_grad)).max() > 1e-3
 
 
 def test_large_margin_loss_per_replica_shares_sum_to_global(strategy):
@@ -133,9 +158,13 @@ def _compile(model, run_eagerly=False):
     model.compile(
         # lr 0.02: with lr 0.1 the width-4 network amplified float reduction-order
         # noise past the weight tolerance in about one run in two (seen in CI).
-        keras.optimizers.SGD(0.02, momentum=0.9),
+        CoupledSGD(
+            0.02,
+            momentum=0.9,
+            coupled_weight_decay=5e-4,
+            lr_multipliers=layer_lr_multipliers(model, {"backbone": 0.5, "centroids": 2.0}),
+        ),
         large_margin_weight=0.1,
-        lr_multipliers={"backbone": 0.5, "centroids": 2.0},
         run_eagerly=run_eagerly,
     )
 

@@ -1,4 +1,4 @@
-"""Tests of the model builders, stage-1 initialisation and OLTRModel.train_step.
+"""Tests of the model builders, stage-1 initialisation and OLTR training with stock fit.
 
 Models are tiny (ResNet-10 width 4-8, inputs 16-64 px); single train steps run eagerly
 (run_eagerly=True) because tracing the step costs far more than running it on CPU.
@@ -18,6 +18,7 @@ from keras_oltr.models import (
     init_from_stage1,
     list_backbones,
 )
+from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
 
 SMALL = {"width": 8, "stem": "small"}
 TINY = {"width": 4, "stem": "small"}
@@ -248,18 +249,25 @@ def _known_state_model(use_attention=True):
     return model, x, y
 
 
-def test_train_step_centroid_update_matches_numpy():
+@pytest.mark.parametrize("lam", [0.01, 1.0])
+def test_train_step_centroid_update_matches_numpy(lam):
+    """One stock-fit step moves the centroids by the reference's rule.
+
+    Before momentum and learning rate, the centroid gradient is
+    delta_j / B (the centre-loss step, NOT scaled by lambda)
+    + lambda * 0.01 * d repel / dc_j (scaled by lambda) + wd * c (coupled decay).
+    """
     model, x, y = _known_state_model()
-    # Larger than the reference values so that each term of the step is far above the
-    # float32 rounding of the centroids (|c| ~ 1, ulp ~ 1e-7).
-    lr, lam, wd, mult = 0.5, 0.5, 0.01, 0.5
-    model.compile(
-        keras.optimizers.SGD(lr, momentum=0.9),
-        large_margin_weight=lam,
-        weight_decay=wd,
-        lr_multipliers={"backbone": 0.0, "centroids": mult},
-        run_eagerly=True,
+    # lr and wd larger than the reference values so that each term of the step is far
+    # above the float32 rounding of the centroids (|c| ~ 1, ulp ~ 1e-7).
+    lr, wd, mult = 0.5, 0.01, 0.5
+    optimizer = CoupledSGD(
+        lr,
+        momentum=0.9,
+        coupled_weight_decay=wd,
+        lr_multipliers=layer_lr_multipliers(model, {"backbone": 0.0, "centroids": mult}),
     )
+    model.compile(optimizer, large_margin_weight=lam, run_eagerly=True)
     c = model.centroid_memory.centroids.numpy().astype(np.float64)
     out = model(x, training=True)
     v = np.asarray(out["direct_feature"])
@@ -271,12 +279,16 @@ def test_train_step_centroid_update_matches_numpy():
 
     logs = model.train_on_batch(x, y, return_dict=True)
 
-    terms = [lr * mult * lam * delta, lr * mult * lam * 0.01 * repel_grad, lr * mult * wd * c]
+    terms = [lr * mult * delta, lr * mult * lam * 0.01 * repel_grad, lr * mult * wd * c]
     expected_step = -sum(terms)
     got_step = model.centroid_memory.centroids.numpy() - c
-    np.testing.assert_allclose(got_step, expected_step, rtol=1e-4, atol=1e-6)
-    for term in terms:  # leaving out any one of them would fail the comparison above
-        assert np.abs(term).max() > 1e-4
+    np.testing.assert_allclose(got_step, expected_step, rtol=1e-4, atol=1e-7)
+    # Leaving out any one term would fail the comparison above.
+    for term in terms:
+        assert np.abs(term).max() > 1e-6
+    if lam != 1.0:  # the rule that scales the centre-loss step by lambda is not ours
+        wrong = -(lam * terms[0] + terms[1] + terms[2])
+        assert not np.allclose(got_step, wrong, rtol=1e-4, atol=1e-7)
 
     ce = np_cross_entropy(y, np.asarray(out["logits"])).mean()
     lm = attract + 0.01 * (10.0 - repel_mean)
@@ -289,24 +301,24 @@ def test_train_step_centroid_update_matches_numpy():
     assert np.abs(model.get_layer("classifier").kernel.numpy() - classifier_before).max() > 0
 
 
-def test_train_step_centroid_update_without_repel_or_decay():
-    """Hinge inactive (margin 0) and no decay: the step is exactly -lr * lambda * delta / B."""
+@pytest.mark.parametrize("lam", [0.01, 1.0])
+def test_train_step_centroid_update_without_repel_or_decay(lam):
+    """Hinge inactive (margin 0), no decay: the step is exactly -lr * delta / B, any lambda."""
     model, x, y = _known_state_model(use_attention=False)
-    lr, lam = 0.5, 1.0
+    lr = 0.5
     model.compile(
         keras.optimizers.SGD(lr, momentum=0.9),
         large_margin_weight=lam,
         margin=0.0,
-        weight_decay=0.0,
         run_eagerly=True,
     )
     c = model.centroid_memory.centroids.numpy().astype(np.float64)
     v = np.asarray(model(x, training=True)["direct_feature"])
     _, _, delta, _ = np_large_margin_terms(v, y, c)
-    assert np.abs(lr * lam * delta).max() > 1e-4
+    assert np.abs(lr * delta).max() > 1e-4
     model.train_on_batch(x, y)
     np.testing.assert_allclose(
-        model.centroid_memory.centroids.numpy() - c, -lr * lam * delta, rtol=1e-4, atol=1e-6
+        model.centroid_memory.centroids.numpy() - c, -lr * delta, rtol=1e-4, atol=1e-6
     )
 
 
@@ -331,15 +343,19 @@ def test_compile_rejects_bad_arguments():
     with pytest.raises(ValueError, match="tau=-1"):
         model.compile("sgd", tau=-1.0, class_counts=[1, 2, 3])
     with pytest.raises(ValueError, match="'backbon'"):
-        model.compile("sgd", lr_multipliers={"backbon": 0.1})
-    with pytest.raises(ValueError, match="weight_decay=-0.1"):
-        model.compile("sgd", weight_decay=-0.1)
+        layer_lr_multipliers(model, {"backbon": 0.1})
+    with pytest.raises(ValueError, match="coupled_weight_decay=-0.1"):
+        CoupledSGD(0.1, coupled_weight_decay=-0.1)
     with pytest.raises(ValueError, match="classifier=-1"):
-        model.compile("sgd", lr_multipliers={"classifier": -1.0})
+        CoupledSGD(0.1, lr_multipliers={"classifier": -1.0})
+    with pytest.raises(ValueError, match="optimizer"):
+        model.compile("sgd", weight_decay=0.1)
+    with pytest.raises(ValueError, match="'classifer'"):
+        model.compile(CoupledSGD(0.1, lr_multipliers={"classifer": 2.0}))
 
 
 def test_compile_builds_optimizer_with_centroid_slot():
-    """The optimizer knows the centroids before fit (tf.distribute builds it early)."""
+    """The optimizer knows the centroids before fit (so a checkpoint can load)."""
     model = build_oltr_model(3, (16, 16, 1), backbone_options=TINY, use_attention=False)
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9))
     assert model.optimizer.built

@@ -294,6 +294,7 @@ def test_bad_flags_give_one_clear_error_without_traceback(tmp_path, args, messag
 
 def test_attention_and_fc_train_at_the_backbone_learning_rate():
     from keras_oltr.models import build_oltr_model
+    from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
     from keras_oltr.training.config import StageConfig
     from keras_oltr.training.trainer import _lr_multipliers
 
@@ -307,7 +308,12 @@ def test_attention_and_fc_train_at_the_backbone_learning_rate():
         "feature_fc": 0.1,
         "centroids": 0.5,
     }
-    model.compile(keras.optimizers.SGD(0.1), lr_multipliers=_lr_multipliers(model, stage))
+    optimizer = CoupledSGD(
+        0.1, lr_multipliers=layer_lr_multipliers(model, _lr_multipliers(model, stage))
+    )
+    model.compile(optimizer)
     attention = model.get_layer("modulated_attention").trainable_variables[0]
     classifier = model.get_layer("classifier").trainable_variables[0]
-    assert model._multiplier(attention) == 0.1 and model._multiplier(classifier) == 1.0
+    centroids = model.centroid_memory.centroids
+    assert optimizer.multiplier(attention) == 0.1 and optimizer.multiplier(classifier) == 1.0
+    assert optimizer.multiplier(centroids) == 0.5

@@ -1,7 +1,6 @@
 """Class centroids kept as non-trainable state, with the OLTR centre-loss update."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_oltr.layers._validation import check_positive_int
@@ -19,39 +18,23 @@ def pairwise_squared_distances(features, centroids):
     return ops.maximum(f_sq + c_sq[None, :] - 2.0 * dots, 0.0)
 
 
-def replica_sum(value):
-    """Sum of `value` over the replicas in sync (identity outside tf.distribute).
-
-    Works in the replica context of any strategy, including the default one, and in a
-    cross-replica context (where there is a single logical copy of the value).
-    """
-    if tf.distribute.in_cross_replica_context():
-        return value
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return value
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def num_replicas():
-    """Replicas in sync (1 outside tf.distribute or in a cross-replica context)."""
-    if tf.distribute.in_cross_replica_context():
-        return 1.0
-    ctx = tf.distribute.get_replica_context()
-    return float(ctx.num_replicas_in_sync) if ctx is not None else 1.0
-
-
 @keras.saving.register_keras_serializable(package="keras_oltr")
 class CentroidMemory(keras.layers.Layer):
     """K x D class centroids: the visual memory of OLTR.
 
-    The centroids are a non-trainable weight (like BatchNormalization's moving
-    statistics): they are filled from stage-1 class means with `set_centroids`, then
-    moved only by the centre-loss update of `compute_update` (SPEC section 4), never by
-    the classifier's gradient. The update all-reduces per-class sums and counts across
-    replicas, so every replica computes the same value; the variable is created with
-    `only_first_replica` aggregation so an assignment in replica context keeps the
-    replicas identical.
+    The centroids are filled from stage-1 class means with `set_centroids` before
+    stage 2, then moved only by the large-margin loss: its attract term's centroid
+    gradient is the reference's centre-loss step delta_j / B, its repel term's the
+    ordinary one (see `keras_oltr.losses.large_margin_loss`, the one place the rule is
+    written). Every other reader (reachability, the memory feature of MetaEmbedding)
+    goes through `stop_gradient`, so the classifier's loss never moves them.
+
+    The weight is created trainable so that Keras' own `fit` hands it to the
+    optimizer, on every backend: the reference moves its centroids with their own SGD
+    (lr 0.01, momentum 0.9, weight decay 5e-4), which is what the optimizer then
+    does, with the centroids' learning-rate multiplier. Set `trainable=False` on the
+    layer to freeze them. Under tf.distribute the replicas apply the same all-reduced
+    gradient, so the mirrored copies stay identical.
 
     Calling the layer on features returns the centroids (so it can sit in a functional
     graph); `distances`, `nearest_distance` and `reachability` give the geometry.
@@ -75,8 +58,7 @@ class CentroidMemory(keras.layers.Layer):
         self.centroids = self.add_weight(
             shape=(self.num_classes, self.feature_dim),
             initializer="zeros",
-            trainable=False,
-            aggregation="only_first_replica",
+            trainable=True,
             name="centroids",
         )
         self.built = True
@@ -114,32 +96,6 @@ class CentroidMemory(keras.layers.Layer):
     def reachability(self, features, scale=10.0, epsilon=1e-12):
         """scale / nearest distance: large near a known class, small far from all, [B]."""
         return scale / ops.maximum(self.nearest_distance(features), epsilon)
-
-    def compute_update(self, features, labels):
-        """The centre-loss step direction delta_j / B of SPEC section 4, [K, D].
-
-        delta_j = sum_{n: y_n = j} (c_j - v_n) / (1 + n_j) over the global batch of
-        size B; classes absent from the batch get zero. Sums, counts and B are
-        all-reduced across replicas, so the result is identical on every replica.
-        Labels outside [0, K) (for example -1 for open-set images) are ignored.
-        """
-        features = ops.cast(ops.stop_gradient(features), self.centroids.dtype)
-        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
-        valid = ops.logical_and(labels >= 0, labels < self.num_classes)
-        one_hot = ops.one_hot(ops.where(valid, labels, 0), self.num_classes)
-        one_hot = one_hot * ops.cast(valid, one_hot.dtype)[:, None]  # [B, K]
-        one_hot = ops.cast(one_hot, self.centroids.dtype)
-        counts = replica_sum(ops.sum(one_hot, axis=0))  # [K]
-        feature_sums = replica_sum(ops.matmul(ops.transpose(one_hot), features))  # [K, D]
-        batch = replica_sum(ops.cast(ops.shape(labels)[0], self.centroids.dtype))
-        centroids = ops.convert_to_tensor(self.centroids)
-        delta = (counts[:, None] * centroids - feature_sums) / (1.0 + counts[:, None])
-        return delta / ops.maximum(batch, 1.0)
-
-    def apply_update(self, features, labels, learning_rate):
-        """Plain SGD step c <- c - lr * delta / B (no momentum); returns the new value."""
-        self.centroids.assign_sub(learning_rate * self.compute_update(features, labels))
-        return self.centroids
 
     def get_config(self):
         config = super().get_config()

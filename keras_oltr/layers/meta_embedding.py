@@ -9,7 +9,7 @@ from keras_oltr.layers.centroid_memory import CentroidMemory
 
 @keras.saving.register_keras_serializable(package="keras_oltr")
 class MetaEmbedding(keras.layers.Layer):
-    """OLTR's dynamic meta-embedding (paper section 3.1, SPEC section 2).
+    """OLTR's dynamic meta-embedding (paper section 3.1).
 
     For a direct feature v (shape [B, D]) and the centroids C of its `memory`:
 
@@ -19,7 +19,7 @@ class MetaEmbedding(keras.layers.Layer):
     - v_meta = reachability * (v + e * v_memory).
 
     The centroids enter with stop_gradient: the classifier's loss never moves them
-    (they move by CentroidMemory.compute_update only).
+    (they move by the large-margin loss only, see CentroidMemory).
 
     Returns a dict: "meta_embedding" [B, D], "reachability" [B], "memory_feature"
     [B, D], "selector" [B, D], "hallucination" [B, K] (the softmax o).

@@ -18,15 +18,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from keras_oltr.distribute import worker_info
 from keras_oltr.evaluation.metrics import group_accuracies, per_class_accuracy, shot_groups
 from keras_oltr.models import build_oltr_model, build_plain_model
+from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
 from keras_oltr.training.centroids import class_mean_features
 from keras_oltr.training.checkpoint import (
     read_state,
     restore_training_state,
     save_training_state,
 )
-from keras_oltr.training.distribute import worker_info
+from keras_oltr.training.keras_compat import skip_prefit_batch_reduce
 
 STAGE_NAMES = {1: "plain", 2: "oltr"}
 
@@ -68,7 +70,8 @@ def _lr_multipliers(model, stage_config):
     for name in ("modulated_attention", "feature_fc"):
         if name in names:
             multipliers[name] = stage_config.backbone_lr_multiplier
-    multipliers["centroids"] = stage_config.centroid_lr_multiplier
+    if "meta_embedding" in names:
+        multipliers["centroids"] = stage_config.centroid_lr_multiplier
     return multipliers
 
 
@@ -77,14 +80,15 @@ def compile_for_stage(model, stage, config, dataset, steps_per_epoch):
     stage_config = config.stage1 if stage == 1 else config.stage2
     if stage_config.freeze_backbone:
         model.get_layer("backbone").trainable = False
-    optimizer = keras.optimizers.SGD(
-        learning_rate_schedule(stage_config, steps_per_epoch), momentum=stage_config.momentum
+    optimizer = CoupledSGD(
+        learning_rate_schedule(stage_config, steps_per_epoch),
+        momentum=stage_config.momentum,
+        coupled_weight_decay=stage_config.weight_decay,
+        lr_multipliers=layer_lr_multipliers(model, _lr_multipliers(model, stage_config)),
     )
     model.compile(
         optimizer,
         large_margin_weight=stage_config.large_margin_weight if stage == 2 else 0.0,
-        weight_decay=stage_config.weight_decay,
-        lr_multipliers=_lr_multipliers(model, stage_config),
         class_counts=dataset.train_counts,
         tau=stage_config.tau,
     )
@@ -208,6 +212,7 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
     """
     stage_config = config.stage1 if stage == 1 else config.stage2
     is_chief, worker, _ = worker_info(strategy)
+    skip_prefit_batch_reduce(model, strategy)
     stage_dir = os.path.join(workdir, f"stage{stage}")
     # Only the chief writes the run's files; other workers keep their own copies in
     # <workdir>/.worker{i}/ (every worker must run the same saves, and comparing the
