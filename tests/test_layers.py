@@ -8,6 +8,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from numpy_reference import (
+    np_centre_update,
+    np_cosine_logits,
+    np_distances,
+    np_meta_embedding,
+    np_modulated_attention,
+    np_squash,
+)
 
 from keras_oltr.layers import (
     CentroidMemory,
@@ -20,68 +28,6 @@ from keras_oltr.layers import (
 from keras_oltr.losses import large_margin_loss
 
 RTOL, ATOL = 1e-5, 1e-6
-
-
-# ----------------------------------------------------------------------------- numpy SPEC
-
-
-def np_softmax(x, axis=-1):
-    x = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def np_squash(v):
-    norm = np.linalg.norm(v, axis=-1, keepdims=True)
-    return (norm / (1.0 + norm)) * v / norm
-
-
-def np_cosine_logits(v, w, scale):
-    w_hat = w / np.linalg.norm(w, axis=-1, keepdims=True)
-    return scale * np_squash(v) @ w_hat.T
-
-
-def np_distances(v, c):
-    return np.sqrt(((v[:, None, :] - c[None, :, :]) ** 2).sum(-1))
-
-
-def np_meta_embedding(v, c, hal_w, hal_b, sel_w, sel_b, s):
-    gamma = np_distances(v, c).min(axis=1)
-    reach = s / gamma
-    o = np_softmax(v @ hal_w + hal_b)
-    v_mem = o @ c
-    e = np.tanh(v @ sel_w + sel_b)
-    return {
-        "meta_embedding": reach[:, None] * (v + e * v_mem),
-        "reachability": reach,
-        "memory_feature": v_mem,
-        "selector": e,
-        "hallucination": o,
-    }
-
-
-def np_modulated_attention(f, weights):
-    """SPEC 2 on f [B, H, W, C]; 1x1 convs are per-position matmuls."""
-    b, h, w, c = f.shape
-    x = f.reshape(b, h * w, c)
-    theta = x @ weights["theta_k"] + weights["theta_b"]
-    phi = x @ weights["phi_k"] + weights["phi_b"]
-    g = x @ weights["g_k"] + weights["g_b"]
-    a = np_softmax(theta @ phi.transpose(0, 2, 1), axis=-1)  # [B, HW, HW]
-    sa = (a @ g) @ weights["out_k"]  # [B, HW, C], no bias
-    ma = np_softmax(f.reshape(b, -1) @ weights["fc_k"] + weights["fc_b"], axis=-1)  # [B, HW]
-    return (x + ma[:, :, None] * sa).reshape(b, h, w, c)
-
-
-def np_centre_update(v, labels, c):
-    """delta_j / B with delta_j = sum_{y_n=j} (c_j - v_n) / (1 + n_j)."""
-    k = c.shape[0]
-    out = np.zeros_like(c, dtype=np.float64)
-    for j in range(k):
-        members = v[labels == j]
-        if len(members):
-            out[j] = (c[j] - members).sum(0) / (1.0 + len(members))
-    return out / len(labels)
 
 
 def _attention_weights(layer):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from numpy_reference import np_reference_centroid_gradient
 
 from keras_oltr.layers import CentroidMemory
 from keras_oltr.losses import large_margin_loss
@@ -35,31 +36,6 @@ def _shards(strategy, array):
 
 def _local(strategy, value):
     return [np.asarray(v) for v in strategy.experimental_local_results(value)]
-
-
-def np_reference_centroid_gradient(v, labels, c, lam, margin=10.0, repel_weight=0.01):
-    """The reference's centroid gradient for CE + lam * L_LM, in float64.
-
-    delta_j / B (centre-loss step, not scaled by lam) + lam * repel_weight * d repel/dc_j,
-    with repel = max(0, margin - sum_{n valid, j != y_n} |v_n - c_j|^2 / (B K)); B counts
-    every sample, open-set (-1) ones take no other part.
-    """
-    v, c = v.astype(np.float64), c.astype(np.float64)
-    b, k = len(labels), len(c)
-    valid = labels >= 0
-    delta = np.zeros_like(c)
-    for j in range(k):
-        members = v[labels == j]
-        delta[j] = (c[j] - members).sum(0) / (1.0 + len(members))
-    sq = ((v[:, None] - c[None]) ** 2).sum(-1)
-    others = valid[:, None] & (labels[:, None] != np.arange(k)[None])
-    repel_mean = sq[others].sum() / (b * k)
-    repel_grad = np.zeros_like(c)
-    if repel_mean < margin:
-        for j in range(k):
-            rows = others[:, j]
-            repel_grad[j] = -2.0 * (c[j] - v[rows]).sum(0) / (b * k)
-    return delta / b + lam * repel_weight * repel_grad, repel_mean
 
 
 @pytest.mark.parametrize("lam", [0.01, 1.0])
