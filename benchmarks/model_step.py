@@ -7,10 +7,20 @@ Times compiled `train_on_batch` steps on random data for two ResNet-10 settings:
 - "resnet10_28": 28x28x1, small stem, width 16, batch 128, 10 classes
   (the narrow small-input model; stage 2 with attention and a 128-d use_fc).
 
-Both stages use OLTRModel.compile (SGD momentum 0.9, coupled weight decay); stage 2
-adds the large-margin loss and the centroid update. Warm-up steps (tracing) are not
-timed; the timed steps of the two stages are interleaved so that a change in the
-machine's load hits both alike, and the median step time is reported.
+Both stages train with Keras' stock fit step (CoupledSGD: momentum 0.9, coupled
+weight decay); stage 2 adds the large-margin loss and the centroid step. Stage-2
+inference (`predict_on_batch`) is timed too. Warm-up steps (tracing) are not timed;
+the timed steps of the models are interleaved so that a change in the machine's load
+hits all alike, and the median step time is reported.
+
+The script runs on any Keras backend. The data are made once on the device
+(keras.random), so on a GPU nothing is copied per step. For the GPU benchmark
+(no TensorFlow needed):
+
+    KERAS_BACKEND=jax python benchmarks/model_step.py --configs=resnet10_224 \
+        --batch=256 --precisions=float32,mixed_bfloat16
+
+On this project's CPU:
 
     python benchmarks/model_step.py --warmup=2 --steps=7
 """
@@ -21,8 +31,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
+import keras
 from absl import app, flags
+from keras import ops
 
 from keras_oltr.models import build_oltr_model, build_plain_model
 from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
@@ -31,6 +42,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("warmup", 2, "Untimed steps per model (the first one traces).")
 flags.DEFINE_integer("steps", 7, "Timed steps per model.")
 flags.DEFINE_list("configs", ["resnet10_28", "resnet10_224"], "Which settings to run.")
+flags.DEFINE_integer("batch", 0, "Batch size; 0 keeps each setting's own.")
+flags.DEFINE_list(
+    "precisions", ["float32"], "Keras dtype policies to time, e.g. float32,mixed_bfloat16."
+)
 
 CONFIGS = {
     "resnet10_224": dict(
@@ -64,9 +79,8 @@ def _models(cfg):
         feature_dim=cfg["feature_dim"],
         stage1_model=plain,  # feature_dim = 8 * width, so the hallucinator init fits
     )
-    rng = np.random.default_rng(0)
     oltr.centroid_memory.set_centroids(
-        rng.normal(size=(cfg["num_classes"], cfg["feature_dim"])).astype("float32")
+        keras.random.normal((cfg["num_classes"], cfg["feature_dim"]), seed=0)
     )
     oltr.compile(
         CoupledSGD(
@@ -80,24 +94,27 @@ def _models(cfg):
 
 
 def _run(name, cfg, warmup, steps):
-    rng = np.random.default_rng(1)
-    x = rng.uniform(0, 255, (cfg["batch"], *cfg["input_shape"])).astype("float32")
-    y = rng.integers(0, cfg["num_classes"], cfg["batch"]).astype("int32")
+    x = keras.random.uniform((cfg["batch"], *cfg["input_shape"]), 0.0, 255.0, seed=1)
+    y = ops.cast(keras.random.randint((cfg["batch"],), 0, cfg["num_classes"], seed=2), "int32")
     plain, oltr = _models(cfg)
-    models = {"stage1": plain, "stage2": oltr}
-    for model in models.values():
+    jobs = {
+        "stage1": lambda: plain.train_on_batch(x, y),
+        "stage2": lambda: oltr.train_on_batch(x, y),
+        # predict_on_batch returns numpy arrays: the step has finished.
+        "infer2": lambda: oltr.predict_on_batch(x),
+    }
+    for job in jobs.values():
         for _ in range(warmup):
-            model.train_on_batch(x, y)
-    times = {stage: [] for stage in models}
+            job()
+    times = {stage: [] for stage in jobs}
     for _ in range(steps):
-        for stage, model in models.items():
+        for stage, job in jobs.items():
             start = time.perf_counter()
-            model.train_on_batch(x, y)  # returns numpy metrics: the step has finished
+            job()  # train_on_batch returns numpy metrics: the step has finished
             times[stage].append(time.perf_counter() - start)
     medians = {stage: statistics.median(t) for stage, t in times.items()}
     return [
-        (name, stage, cfg["batch"], medians[stage], cfg["batch"] / medians[stage])
-        for stage in models
+        (name, stage, cfg["batch"], medians[stage], cfg["batch"] / medians[stage]) for stage in jobs
     ], medians["stage2"] / medians["stage1"]
 
 
@@ -107,17 +124,28 @@ def main(argv):
     if unknown:
         raise ValueError(f"Unknown configs {sorted(unknown)}. Known: {sorted(CONFIGS)}")
     print(
-        f"CPU: {os.cpu_count()} cores visible; warm-up {FLAGS.warmup}, "
-        f"timed {FLAGS.steps} steps per model (median)"
+        f"Keras {keras.__version__}, backend {keras.backend.backend()}; {os.cpu_count()} CPU "
+        f"cores visible; warm-up {FLAGS.warmup}, timed {FLAGS.steps} steps per model (median)"
     )
-    header = f"{'config':<14} {'stage':<7} {'batch':>5} {'step s':>8} {'images/s':>9} {'s2/s1':>6}"
+    header = (
+        f"{'config':<14} {'precision':<15} {'stage':<7} {'batch':>5} {'step s':>8} "
+        f"{'images/s':>9} {'s2/s1':>6}"
+    )
     print(header)
     print("-" * len(header))
-    for name in FLAGS.configs:
-        rows, ratio = _run(name, CONFIGS[name], FLAGS.warmup, FLAGS.steps)
-        for config, stage, batch, step, ips in rows:
-            shown = f"{ratio:6.2f}" if stage == "stage2" else ""
-            print(f"{config:<14} {stage:<7} {batch:>5} {step:>8.3f} {ips:>9.1f} {shown:>6}")
+    for precision in FLAGS.precisions:
+        keras.config.set_dtype_policy(precision)
+        for name in FLAGS.configs:
+            cfg = dict(CONFIGS[name])
+            if FLAGS.batch:
+                cfg["batch"] = FLAGS.batch
+            rows, ratio = _run(name, cfg, FLAGS.warmup, FLAGS.steps)
+            for config, stage, batch, step, ips in rows:
+                shown = f"{ratio:6.2f}" if stage == "stage2" else ""
+                print(
+                    f"{config:<14} {precision:<15} {stage:<7} {batch:>5} {step:>8.3f} "
+                    f"{ips:>9.1f} {shown:>6}"
+                )
 
 
 if __name__ == "__main__":
