@@ -34,9 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 from absl import app, flags
 from keras import ops
-
-from keras_oltr.models import build_oltr_model, build_plain_model
-from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
+from step_models import CONFIGS, build_models
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("warmup", 2, "Untimed steps per model (the first one traces).")
@@ -47,56 +45,11 @@ flags.DEFINE_list(
     "precisions", ["float32"], "Keras dtype policies to time, e.g. float32,mixed_bfloat16."
 )
 
-CONFIGS = {
-    "resnet10_224": dict(
-        input_shape=(224, 224, 3),
-        batch=64,
-        num_classes=1000,
-        backbone_options={"width": 64, "stem": "imagenet"},
-        feature_dim=512,
-    ),
-    "resnet10_28": dict(
-        input_shape=(28, 28, 1),
-        batch=128,
-        num_classes=10,
-        backbone_options={"width": 16, "stem": "small"},
-        feature_dim=128,
-    ),
-}
-
-
-def _models(cfg):
-    plain = build_plain_model(
-        cfg["num_classes"], cfg["input_shape"], backbone_options=cfg["backbone_options"]
-    )
-    plain.compile(CoupledSGD(0.1, momentum=0.9, coupled_weight_decay=5e-4))
-    oltr = build_oltr_model(
-        cfg["num_classes"],
-        cfg["input_shape"],
-        backbone_options=cfg["backbone_options"],
-        use_attention=True,
-        use_fc=True,
-        feature_dim=cfg["feature_dim"],
-        stage1_model=plain,  # feature_dim = 8 * width, so the hallucinator init fits
-    )
-    oltr.centroid_memory.set_centroids(
-        keras.random.normal((cfg["num_classes"], cfg["feature_dim"]), seed=0)
-    )
-    oltr.compile(
-        CoupledSGD(
-            0.1,
-            momentum=0.9,
-            coupled_weight_decay=5e-4,
-            lr_multipliers=layer_lr_multipliers(oltr, {"backbone": 0.1, "centroids": 0.1}),
-        )
-    )
-    return plain, oltr
-
 
 def _run(name, cfg, warmup, steps):
     x = keras.random.uniform((cfg["batch"], *cfg["input_shape"]), 0.0, 255.0, seed=1)
     y = ops.cast(keras.random.randint((cfg["batch"],), 0, cfg["num_classes"], seed=2), "int32")
-    plain, oltr = _models(cfg)
+    plain, oltr = build_models(cfg)
     jobs = {
         "stage1": lambda: plain.train_on_batch(x, y),
         "stage2": lambda: oltr.train_on_batch(x, y),

@@ -1,0 +1,52 @@
+"""The ResNet-10 settings and models timed by model_step.py and vs_reference.py."""
+
+import keras
+
+from keras_oltr.models import build_oltr_model, build_plain_model
+from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
+
+CONFIGS = {
+    "resnet10_224": dict(
+        input_shape=(224, 224, 3),
+        batch=64,
+        num_classes=1000,
+        backbone_options={"width": 64, "stem": "imagenet"},
+        feature_dim=512,
+    ),
+    "resnet10_28": dict(
+        input_shape=(28, 28, 1),
+        batch=128,
+        num_classes=10,
+        backbone_options={"width": 16, "stem": "small"},
+        feature_dim=128,
+    ),
+}
+
+
+def build_models(cfg):
+    """The stage-1 (plain) and stage-2 (OLTR) models of a setting, compiled."""
+    plain = build_plain_model(
+        cfg["num_classes"], cfg["input_shape"], backbone_options=cfg["backbone_options"]
+    )
+    plain.compile(CoupledSGD(0.1, momentum=0.9, coupled_weight_decay=5e-4))
+    oltr = build_oltr_model(
+        cfg["num_classes"],
+        cfg["input_shape"],
+        backbone_options=cfg["backbone_options"],
+        use_attention=True,
+        use_fc=True,
+        feature_dim=cfg["feature_dim"],
+        stage1_model=plain,  # feature_dim = 8 * width, so the hallucinator init fits
+    )
+    oltr.centroid_memory.set_centroids(
+        keras.random.normal((cfg["num_classes"], cfg["feature_dim"]), seed=0)
+    )
+    oltr.compile(
+        CoupledSGD(
+            0.1,
+            momentum=0.9,
+            coupled_weight_decay=5e-4,
+            lr_multipliers=layer_lr_multipliers(oltr, {"backbone": 0.1, "centroids": 0.1}),
+        )
+    )
+    return plain, oltr

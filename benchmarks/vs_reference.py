@@ -1,0 +1,194 @@
+"""keras_oltr vs the reference PyTorch OLTR code, side by side on this machine's CPU.
+
+Times the stage-1 train step, the stage-2 train step and stage-2 inference of
+ResNet-10 at 224 px, 1000 classes (ImageNet-LT settings) for both implementations.
+Each measurement is its own process limited to the same number of threads; the two
+implementations alternate (A B, B A, ...) over several rounds so that a change in the
+machine's load hits both alike, and the ratios are taken within each round.
+
+The reference side imports the reference's own modules from a checkout of
+github.com/zhmiao/OpenLongTailRecognition-OLTR (`--reference_src`); its `.cuda()`
+calls are made no-ops in this harness, nothing of its code is copied. Without a
+checkout, or without PyTorch, the benchmark says so and exits.
+
+    python benchmarks/vs_reference.py --reference_src=/path/to/OLTR --rounds=3
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("reference_src", None, "Checkout of the official OLTR code.")
+flags.DEFINE_integer("rounds", 3, "Interleaved rounds (each runs both implementations).")
+flags.DEFINE_integer("warmup", 2, "Untimed steps per job.")
+flags.DEFINE_integer("steps", 5, "Timed steps per job (median reported).")
+flags.DEFINE_integer("batch", 64, "Batch size.")
+flags.DEFINE_integer("threads", 2, "Threads for each implementation.")
+flags.DEFINE_enum("worker", None, ["reference", "keras_oltr"], "Internal: run one side.")
+
+JOBS = ("stage1", "stage2", "infer2")
+NUM_CLASSES, FEATURE_DIM = 1000, 512
+
+
+def _time(jobs, warmup, steps):
+    for job in jobs.values():
+        for _ in range(warmup):
+            job()
+    times = {name: [] for name in jobs}
+    for _ in range(steps):
+        for name, job in jobs.items():
+            start = time.perf_counter()
+            job()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _reference_jobs(src, batch):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(FLAGS.threads)
+    # The reference calls .cuda() on tensors and modules; on CPU they stay put.
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    nn.Module.cuda = lambda self, *args, **kwargs: self
+    sys.path.insert(0, src)
+    from loss.DiscCentroidsLoss import DiscCentroidsLoss
+    from models import DotProductClassifier, MetaEmbeddingClassifier, ResNet10Feature
+
+    x = torch.rand(batch, 3, 224, 224)
+    y = torch.randint(0, NUM_CLASSES, (batch,))
+    ce = nn.CrossEntropyLoss()
+
+    def sgd(groups):
+        return torch.optim.SGD(groups, momentum=0.9, weight_decay=5e-4)
+
+    # Stage 1 (config/ImageNet_LT/stage_1.py): plain ResNet-10 + dot-product classifier.
+    feat1 = ResNet10Feature.create_model(False, False, None, False, None, False)
+    clf1 = DotProductClassifier.create_model(FEATURE_DIM, NUM_CLASSES, False, None, False)
+    opt1 = sgd([{"params": feat1.parameters(), "lr": 0.1}, {"params": clf1.parameters()}])
+    opt1.param_groups[1]["lr"] = 0.1
+
+    def stage1():
+        opt1.zero_grad()
+        logits, _ = clf1(feat1(x)[0])
+        ce(logits, y).backward()
+        opt1.step()
+
+    # Stage 2 (stage_2_meta_embedding.py): attention + use_fc, meta-embedding classifier,
+    # DiscCentroidsLoss (weight 0.01) with its own SGD, as run_networks.py trains them.
+    feat2 = ResNet10Feature.create_model(True, True, None, False, None, False)
+    clf2 = MetaEmbeddingClassifier.create_model(FEATURE_DIM, NUM_CLASSES, False, None, False)
+    centroid_loss = DiscCentroidsLoss(NUM_CLASSES, FEATURE_DIM)
+    opt2 = sgd([{"params": feat2.parameters(), "lr": 0.01}, {"params": clf2.parameters()}])
+    opt2.param_groups[1]["lr"] = 0.1
+    opt_c = torch.optim.SGD(centroid_loss.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def stage2():
+        opt2.zero_grad()
+        opt_c.zero_grad()
+        features, _ = feat2(x)
+        logits, _ = clf2(features, centroid_loss.centroids.data)
+        loss = ce(logits, y) + 0.01 * centroid_loss(features, y)
+        loss.backward()
+        opt2.step()
+        opt_c.step()
+
+    def infer2():
+        feat2.eval()
+        clf2.eval()
+        with torch.no_grad():
+            clf2(feat2(x)[0], centroid_loss.centroids.data)
+        feat2.train()
+        clf2.train()
+
+    return {"stage1": stage1, "stage2": stage2, "infer2": infer2}
+
+
+def _keras_jobs(batch):
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import keras
+    from step_models import CONFIGS, build_models  # the models of model_step.py
+
+    cfg = dict(CONFIGS["resnet10_224"], batch=batch)
+    x = keras.random.uniform((batch, 224, 224, 3), 0.0, 255.0, seed=1)
+    y = keras.ops.cast(keras.random.randint((batch,), 0, NUM_CLASSES, seed=2), "int32")
+    plain, oltr = build_models(cfg)
+    return {
+        "stage1": lambda: plain.train_on_batch(x, y),
+        "stage2": lambda: oltr.train_on_batch(x, y),
+        "infer2": lambda: oltr.predict_on_batch(x),
+    }
+
+
+def _run_worker():
+    if FLAGS.worker == "reference":
+        jobs = _reference_jobs(FLAGS.reference_src, FLAGS.batch)
+    else:
+        jobs = _keras_jobs(FLAGS.batch)
+    print("RESULT " + json.dumps(_time(jobs, FLAGS.warmup, FLAGS.steps)), flush=True)
+
+
+def _spawn(worker):
+    env = dict(os.environ, OMP_NUM_THREADS=str(FLAGS.threads), TF_CPP_MIN_LOG_LEVEL="2")
+    args = [sys.executable, os.path.abspath(__file__), f"--worker={worker}"]
+    args += [f"--{name}={getattr(FLAGS, name)}" for name in ("warmup", "steps", "batch", "threads")]
+    if FLAGS.reference_src:
+        args.append(f"--reference_src={FLAGS.reference_src}")
+    result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    for line in result.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"{worker} run failed:\n{result.stderr[-3000:]}")
+
+
+def main(argv):
+    del argv
+    if FLAGS.worker:
+        _run_worker()
+        return
+    if not FLAGS.reference_src or not os.path.isfile(
+        os.path.join(FLAGS.reference_src, "models", "ResNet10Feature.py")
+    ):
+        print(
+            "vs_reference: skipped, no reference checkout (pass --reference_src=<a checkout "
+            "of github.com/zhmiao/OpenLongTailRecognition-OLTR>)."
+        )
+        return
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("vs_reference: skipped, PyTorch is not installed (pip install torch).")
+        return
+    print(
+        f"ResNet-10, 224 px, {NUM_CLASSES} classes, batch {FLAGS.batch}, float32, "
+        f"{FLAGS.threads} threads each; median of {FLAGS.steps} steps after {FLAGS.warmup}"
+    )
+    header = f"{'round':<6} {'job':<7} {'reference s':>11} {'keras_oltr s':>12} {'speed-up':>9}"
+    print(header)
+    print("-" * len(header))
+    ratios = {job: [] for job in JOBS}
+    for index in range(FLAGS.rounds):
+        order = ("reference", "keras_oltr") if index % 2 == 0 else ("keras_oltr", "reference")
+        results = {worker: _spawn(worker) for worker in order}
+        for job in JOBS:
+            ref, ours = results["reference"][job], results["keras_oltr"][job]
+            ratios[job].append(ref / ours)
+            print(f"{index:<6} {job:<7} {ref:>11.3f} {ours:>12.3f} {ref / ours:>8.2f}x")
+    print("speed-up = reference step time / keras_oltr step time (> 1: keras_oltr faster)")
+    for job in JOBS:
+        values = ", ".join(f"{r:.2f}" for r in ratios[job])
+        print(f"{job}: median {statistics.median(ratios[job]):.2f}x ({values})")
+
+
+if __name__ == "__main__":
+    app.run(main)
