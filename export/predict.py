@@ -5,7 +5,15 @@
 --model is a SavedModel directory (version or TF Serving model directory), a .tflite
 or an .onnx file. Prints one line per image: the class or "unknown", the max softmax
 probability and the reachability. An unreadable image is reported by name and the
-rest are still classified; the exit status is 1 if any image failed.
+rest are still classified; the exit status is 1 if any image failed, 2 for a bad
+flag or a model that cannot be loaded (one line on stderr).
+
+Images get evaluation's test transform (the SavedModel's serve_encoded does the
+same), decoded --batch_size files at a time; a file whose header announces more than
+--max_pixels pixels is reported as an error without being decoded.
+
+Untrusted input: image files are data (decoded with a pixel budget), but a model is
+code: a SavedModel graph can read and write files, so only load models you trust.
 """
 
 import json
@@ -23,7 +31,12 @@ from keras_oltr import export  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel dir, .tflite or .onnx file.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON document instead of a table.")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Images per model call.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Images decoded and classified per model call.")
+_MAX_PIXELS = flags.DEFINE_integer(
+    "max_pixels",
+    export.MAX_PIXELS,
+    "Largest image (height * width, read from the file header) that is decoded.",
+)
 flags.mark_flag_as_required("model")
 
 
@@ -31,12 +44,19 @@ def main(argv):
     paths = argv[1:]
     if not paths:
         raise app.UsageError("Give at least one image file.")
+    for flag in (_BATCH, _MAX_PIXELS):
+        if flag.value < 1:
+            print(f"error: --{flag.name} must be positive. Received: {flag.value}", file=sys.stderr)
+            return 2
     try:
         predictor = export.load_predictor(_MODEL.value)
     except (OSError, ValueError) as error:
-        print(f"error: cannot load model {_MODEL.value}: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())  # one line, whatever the runtime said
+        print(f"error: cannot load model {_MODEL.value}: {message}", file=sys.stderr)
         return 2
-    results = export.predict_files(predictor, paths, batch_size=_BATCH.value)
+    results = export.predict_files(
+        predictor, paths, batch_size=_BATCH.value, max_pixels=_MAX_PIXELS.value
+    )
     failed = [r for r in results if r.error]
     if _JSON.value:
         document = {

@@ -206,11 +206,11 @@ def test_serve_encoded_matches_outside_decoding(artifacts):
     encoded = [_png(im) for im in same_size] + [_png(other_size[0]), jpeg]
     # Outside the graph: PIL for the PNGs; TF's eager JPEG decoder for the JPEG (PIL's
     # decoder and its grey conversion differ from libjpeg's by a few grey levels);
-    # resize with the documented tf.image.resize (bilinear).
+    # resize as evaluation does for 28 px models (bilinear, antialiased).
     outside = [np.asarray(Image.open(io.BytesIO(e)), np.float32)[..., None] for e in encoded[:4]]
-    outside[3] = tf.image.resize(outside[3], (H, W), method="bilinear").numpy()
+    outside[3] = tf.image.resize(outside[3], (H, W), method="bilinear", antialias=True).numpy()
     grey_jpeg = tf.cast(tf.io.decode_jpeg(jpeg, channels=1), tf.float32)
-    outside.append(tf.image.resize(grey_jpeg, (H, W), method="bilinear").numpy())
+    outside.append(tf.image.resize(grey_jpeg, (H, W), method="bilinear", antialias=True).numpy())
     expected = default(images=tf.constant(np.stack(outside)))
     got = encoded_fn(encoded_images=tf.constant(encoded))
     for key in ("logits", "probabilities", "reachability"):

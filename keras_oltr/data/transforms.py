@@ -197,15 +197,18 @@ def serving_transform(
     Checks the pixel budget from the header (`check_image_size`), decodes to C
     channels (`decode_image`) and applies the evaluation transform
     (`test_transform`), so serving sees the pixels evaluation saw.
+
+    Raises:
+        InvalidArgumentError (when run): an unsupported format, more than
+            `max_pixels` pixels, or undecodable bytes.
     """
     height, width, channels = (int(d) for d in image_shape)
-    if height != width:
-        raise ValueError(
-            "The evaluation transform makes square images; the model input must be "
-            f"square. Received: image_shape={tuple(image_shape)}"
-        )
     image = decode_image(check_image_size(contents, max_pixels), channels)
-    return tf.ensure_shape(test_transform(image, height, augmentation), (height, width, channels))
+    if height == width:
+        image = test_transform(image, height, augmentation)
+    else:  # no dataset makes non-square inputs; a plain resize keeps such models servable
+        image = _resize(image, [height, width])
+    return tf.ensure_shape(image, (height, width, channels))
 
 
 def _random_crop_box(image_hw: tf.Tensor, seed: tf.Tensor):

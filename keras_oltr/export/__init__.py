@@ -5,6 +5,7 @@ serve_encoded signatures; `convert_tflite` / `convert_onnx` write the numeric ou
 with the class list beside the file; `load_predictor` runs any of them.
 """
 
+from keras_oltr.data.transforms import MAX_PIXELS
 from keras_oltr.export.graph import decode_image, open_set_outputs
 from keras_oltr.export.litert import convert_tflite
 from keras_oltr.export.metadata import (
@@ -18,6 +19,7 @@ from keras_oltr.export.onnx_model import convert_onnx
 from keras_oltr.export.predictor import (
     ImageResult,
     Predictor,
+    iter_predict_files,
     load_image,
     load_predictor,
     predict_files,
@@ -41,6 +43,7 @@ from keras_oltr.export.workdir import (
 
 __all__ = [
     "export_workdir_saved_model",
+    "MAX_PIXELS",
     "NUMERIC_OUTPUTS",
     "QUANTIZATIONS",
     "SERVE_ENCODED",
@@ -55,6 +58,7 @@ __all__ = [
     "decode_image",
     "export_saved_model",
     "get_workdir_dataset",
+    "iter_predict_files",
     "load_image",
     "load_predictor",
     "load_workdir_model",

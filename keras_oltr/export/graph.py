@@ -4,6 +4,7 @@ import math
 
 import tensorflow as tf
 
+from keras_oltr.data import transforms
 from keras_oltr.export.metadata import UNKNOWN_CLASS
 
 
@@ -61,29 +62,21 @@ def assert_images(images, image_shape):
         return tf.ensure_shape(tf.identity(images), (None, *image_shape))
 
 
-def decode_image(encoded, image_shape):
-    """Decodes one JPEG/PNG/GIF/BMP string to float32 [H, W, C] in [0, 255].
+def decode_image(encoded, image_shape, *, max_pixels=transforms.MAX_PIXELS):
+    """Decodes one JPEG/PNG/GIF/BMP/WebP string to float32 [H, W, C] in [0, 255].
 
-    The image is converted to C channels (grey <-> RGB) and, when its size differs,
-    resized to (H, W) with bilinear interpolation (half-pixel centres, no antialias,
-    as `tf.image.resize`); images of the right size pass through untouched.
+    Evaluation's own transform (`keras_oltr.data.transforms.serving_transform`): the
+    header's size is checked against `max_pixels` before decoding, the image is
+    converted to C channels and gets the test transform of the model size (shorter
+    side to H * 256 / 224 and centre crop above 64 px, else a resize to (H, W)).
     """
-    height, width, channels = image_shape
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-    image = tf.cast(image, tf.float32)
-    same_size = tf.reduce_all(tf.equal(tf.shape(image)[:2], [height, width]))
-    image = tf.cond(
-        same_size,
-        lambda: image,
-        lambda: tf.image.resize(image, (height, width), method="bilinear"),
-    )
-    return tf.ensure_shape(image, image_shape)
+    return transforms.serving_transform(encoded, image_shape, max_pixels=max_pixels)
 
 
-def decode_images(encoded, image_shape):
+def decode_images(encoded, image_shape, *, max_pixels=transforms.MAX_PIXELS):
     """Decodes a [batch] string tensor of encoded images to float32 [batch, H, W, C]."""
     return tf.map_fn(
-        lambda s: decode_image(s, image_shape),
+        lambda s: decode_image(s, image_shape, max_pixels=max_pixels),
         encoded,
         fn_output_signature=tf.TensorSpec(image_shape, tf.float32),
     )

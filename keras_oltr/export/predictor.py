@@ -1,13 +1,15 @@
 """Predictor: one interface over an exported SavedModel, TFLite or ONNX model."""
 
 import dataclasses
+import functools
 import os
 import re
 
 import numpy as np
 import tensorflow as tf
 
-from keras_oltr.export import graph
+from keras_oltr.data import transforms
+from keras_oltr.data.transforms import MAX_PIXELS
 from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata, metadata_path
 
 
@@ -72,9 +74,10 @@ class Predictor:
         del num_threads  # TensorFlow's thread pools are process-wide.
         loaded = tf.saved_model.load(self.path)
         signature = loaded.signatures["serving_default"]
+        self._check_model_input(signature.structured_input_signature[1]["images"].shape)
 
         def run(images):
-            outputs = signature(images=tf.constant(images))
+            outputs = signature(images=tf.constant(self.check_images(images)))
             return {k: outputs[k].numpy() for k in NUMERIC_OUTPUTS}
 
         self._loaded = loaded  # keeps the variables alive
@@ -87,9 +90,12 @@ class Predictor:
         # Outputs by name through the signature runner: get_output_details() order is
         # not the signature's.
         runner = interpreter.get_signature_runner("serving_default")
+        self._check_model_input(runner.get_input_details()["images"]["shape_signature"])
 
         def run(images):
-            outputs = runner(images=images)
+            # The signature runner resizes its input to whatever it is given and then
+            # returns numbers for a wrongly shaped image, so the shape is checked here.
+            outputs = runner(images=self.check_images(images))
             return {k: np.asarray(outputs[k]) for k in NUMERIC_OUTPUTS}
 
         self._interpreter = interpreter
@@ -101,15 +107,30 @@ class Predictor:
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
-        session = ort.InferenceSession(
-            self.path, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            session = ort.InferenceSession(
+                self.path, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own, unexported, exception types
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise ValueError(f"Cannot load ONNX model {self.path}: {message}") from None
+        self._check_model_input(session.get_inputs()[0].shape)
 
         def run(images):
-            values = session.run(list(NUMERIC_OUTPUTS), {"images": images})
+            values = session.run(list(NUMERIC_OUTPUTS), {"images": self.check_images(images)})
             return dict(zip(NUMERIC_OUTPUTS, values, strict=True))
 
         return run
+
+    def _check_model_input(self, shape):
+        """Raises ValueError when the model's declared input disagrees with the metadata."""
+        dims = [d if isinstance(d, (int, np.integer)) and d > 0 else None for d in list(shape)]
+        if len(dims) != 4 or tuple(dims[1:]) != self.image_shape:
+            raise ValueError(
+                f"The model in {self.path} takes images of shape {list(shape)}, but its "
+                f"metadata says [batch, {', '.join(map(str, self.image_shape))}]: the "
+                "metadata file belongs to another model."
+            )
 
     def check_images(self, images):
         """Returns `images` as a float32 [B, H, W, C] array, or raises ValueError."""
@@ -137,7 +158,7 @@ class Predictor:
             plain model), max_probability, predicted_class (int64, -1 = unknown), and
             class_name (a list of str, "unknown" for -1).
         """
-        outputs = self._run(self.check_images(images))
+        outputs = self._run(images)  # every runtime checks dtype and shape first
         outputs["predicted_class"] = outputs["predicted_class"].astype(np.int64)
         outputs["class_name"] = [self.metadata.class_name(i) for i in outputs["predicted_class"]]
         return outputs
@@ -163,47 +184,83 @@ class ImageResult:
         return dataclasses.asdict(self)
 
 
-def load_image(path, image_shape):
+@functools.lru_cache(maxsize=8)
+def _serving_transform_fn(image_shape, max_pixels):
+    # One graph per (shape, budget): the assertions report in graph form, and a traced
+    # function is much faster than running the transform op by op.
+    return tf.function(
+        lambda encoded: transforms.serving_transform(encoded, image_shape, max_pixels=max_pixels),
+        input_signature=[tf.TensorSpec([], tf.string)],
+    )
+
+
+def _op_error_message(error):
+    message = getattr(error, "message", None) or str(error)
+    # Keep TensorFlow's reason, not its op, graph and device decorations.
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
+    message = re.sub(r"\s*\[\[\{\{node .*|\s*\[Op:\w+\].*", "", message, flags=re.S)
+    message = re.sub(r"^assertion failed: \[(.*?)\](?: \[(.*)\])?$", r"\1 \2", message.strip())
+    return " ".join(message.split())
+
+
+def load_image(path, image_shape, *, max_pixels=MAX_PIXELS):
     """Reads an image file to float32 [H, W, C] in [0, 255], as serve_encoded decodes it.
 
+    The same preprocessing as evaluation and the SavedModel's serve_encoded
+    (`keras_oltr.data.transforms.serving_transform`), including the check of the
+    header's size against `max_pixels` before anything is decoded.
+
     Raises:
-        ValueError: the file cannot be read or decoded (the message names it).
+        ValueError: the file cannot be read or decoded, or is too large (the message
+            names it).
     """
     if not os.path.isfile(path):
         raise ValueError(f"Cannot read image {path}: no such file")
+    transform = _serving_transform_fn(tuple(int(d) for d in image_shape), int(max_pixels))
     try:
-        encoded = tf.io.read_file(path)
-        return graph.decode_image(encoded, tuple(image_shape)).numpy()
+        return transform(tf.io.read_file(path)).numpy()
     except (tf.errors.OpError, OSError) as error:
-        message = getattr(error, "message", None) or str(error)
-        # Keep TensorFlow's reason, not its op and device decorations.
-        message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", message)
-        raise ValueError(f"Cannot read image {path}: {message.strip()}") from None
+        raise ValueError(f"Cannot read image {path}: {_op_error_message(error)}") from None
 
 
-def predict_files(predictor, paths, *, batch_size=32):
+def iter_predict_files(predictor, paths, *, batch_size=32, max_pixels=MAX_PIXELS):
+    """Yields one `ImageResult` per path, in order, decoding `batch_size` files at a time.
+
+    At most one batch of decoded images is held in memory; unreadable or too large
+    files get an `ImageResult` with `error` set and the others are still classified.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
+        )
+    paths = list(paths)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        images, results = [], {}
+        for i, path in enumerate(chunk):
+            try:
+                images.append((i, load_image(path, predictor.image_shape, max_pixels=max_pixels)))
+            except ValueError as error:
+                results[i] = ImageResult(path=path, error=str(error))
+        if images:
+            outputs = predictor.predict(np.stack([image for _, image in images]))
+            for row, (i, _) in enumerate(images):
+                results[i] = ImageResult(
+                    path=chunk[i],
+                    class_name=outputs["class_name"][row],
+                    predicted_class=int(outputs["predicted_class"][row]),
+                    probability=float(outputs["max_probability"][row]),
+                    reachability=float(outputs["reachability"][row]),
+                )
+        yield from (results[i] for i in range(len(chunk)))
+
+
+def predict_files(predictor, paths, *, batch_size=32, max_pixels=MAX_PIXELS):
     """Predicts image files; unreadable ones get an `ImageResult` with `error` set.
+
+    Decodes lazily, `batch_size` files at a time (see `iter_predict_files`).
 
     Returns:
         One `ImageResult` per path, in order.
     """
-    results = {}
-    images, readable = [], []
-    for path in paths:
-        try:
-            images.append(load_image(path, predictor.image_shape))
-            readable.append(path)
-        except ValueError as error:
-            results[path] = ImageResult(path=path, error=str(error))
-    for start in range(0, len(readable), batch_size):
-        batch = np.stack(images[start : start + batch_size]).astype(np.float32)
-        outputs = predictor.predict(batch)
-        for i, path in enumerate(readable[start : start + batch_size]):
-            results[path] = ImageResult(
-                path=path,
-                class_name=outputs["class_name"][i],
-                predicted_class=int(outputs["predicted_class"][i]),
-                probability=float(outputs["max_probability"][i]),
-                reachability=float(outputs["reachability"][i]),
-            )
-    return [results[path] for path in paths]
+    return list(iter_predict_files(predictor, paths, batch_size=batch_size, max_pixels=max_pixels))

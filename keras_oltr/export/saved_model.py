@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from keras_oltr.data.transforms import MAX_PIXELS
 from keras_oltr.export import graph
 from keras_oltr.export.metadata import (
     NUMERIC_OUTPUTS,
@@ -49,7 +50,7 @@ def _class_table(class_file):
     return tf.lookup.StaticHashTable(initializer, default_value=UNKNOWN_CLASS_NAME)
 
 
-def _build_archive(model, image_shape, threshold, class_file=None):
+def _build_archive(model, image_shape, threshold, class_file=None, max_pixels=MAX_PIXELS):
     """An ExportArchive with serving_default (+ serve_encoded and class_name with a class file)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -79,7 +80,8 @@ def _build_archive(model, image_shape, threshold, class_file=None):
 
         @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="encoded_images")])
         def serve_encoded(encoded_images):
-            return outputs_for(graph.decode_images(encoded_images, image_shape))
+            images = graph.decode_images(encoded_images, image_shape, max_pixels=max_pixels)
+            return outputs_for(images)
 
         archive.add_endpoint(SERVE_ENCODED, serve_encoded)
     return archive
@@ -97,6 +99,7 @@ def export_saved_model(
     source="",
     warmup=True,
     overwrite=False,
+    max_pixels=MAX_PIXELS,
 ):
     """Exports an OLTR (or plain) Keras model for TF Serving.
 
@@ -111,8 +114,12 @@ def export_saved_model(
             [0, 255] (normalisation is in the model). One dtype only: uint8 clients
             cast, or send encoded files to serve_encoded. Wrong rank or shape fails
             with an InvalidArgumentError naming the expected shape.
-        serve_encoded: ``encoded_images`` string [batch] of JPEG/PNG/GIF/BMP files,
-            decoded to C channels and resized to (H, W) in the graph.
+        serve_encoded: ``encoded_images`` string [batch] of JPEG/PNG/GIF/BMP/WebP
+            files, decoded to C channels and given evaluation's test transform in the
+            graph (`keras_oltr.data.transforms.serving_transform`: above 64 px the
+            shorter side is resized to H * 256 / 224, antialiased, and centre-cropped;
+            smaller models resize to (H, W)). A file whose header announces more than
+            `max_pixels` pixels fails with an InvalidArgumentError before decoding.
         Both return logits [B, K], probabilities [B, K], reachability [B],
         max_probability [B], predicted_class int64 [B] (-1 when max_probability <
         threshold) and class_name string [B] ("unknown" for -1).
@@ -133,6 +140,7 @@ def export_saved_model(
         source: provenance of the model, recorded in the metadata.
         warmup: write TF Serving warmup requests.
         overwrite: replace an existing version directory.
+        max_pixels: pixel budget (height * width) of one image sent to serve_encoded.
 
     Returns:
         The path of the version directory.
@@ -162,7 +170,7 @@ def export_saved_model(
         with open(class_file, "w", encoding="utf-8") as f:
             f.write("\n".join(names) + "\n")
         export_dir = os.path.join(staging, "export")
-        archive = _build_archive(model, image_shape, threshold, class_file)
+        archive = _build_archive(model, image_shape, threshold, class_file, max_pixels)
         archive.write_out(export_dir, verbose=False)
         metadata = ExportMetadata(
             format="saved_model",
