@@ -1,0 +1,155 @@
+"""Serving sees the pixels evaluation sees: one preprocessing for every path.
+
+A 224 px model gets the same non-square files through evaluation's pipeline
+(`SplitFileDataset.eval_dataset`), the SavedModel's `serve_encoded` signature and
+the predictor's `load_image`; the outputs must agree to 1e-4. The resampling itself
+is checked against PIL (torchvision's backend), an independent implementation.
+"""
+
+import io
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import keras_oltr.models as models
+from keras_oltr import data, export
+from keras_oltr.data import transforms
+
+SIZE = 224
+CLASS_NAMES = ["a", "b", "c"]
+# (name, height, width, format): landscape, portrait, and a small one that is upscaled.
+FILES = [
+    ("wide.jpg", 300, 451, "JPEG"),
+    ("tall.jpg", 517, 333, "JPEG"),
+    ("small.png", 150, 199, "PNG"),
+]
+
+
+def _photo(height, width, seed):
+    """Smooth colour image with some texture (compresses and resizes like a photo)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    base = np.stack([np.sin(7 * x + 3 * y), np.cos(5 * y - 2 * x), np.sin(11 * x * y)], -1)
+    image = 127.5 + 100 * base + rng.normal(0, 12, (height, width, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _encode(array, fmt):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    encoded = {}
+    for i, (name, height, width, fmt) in enumerate(FILES):
+        encoded[name] = _encode(_photo(height, width, i), fmt)
+        (root / name).write_bytes(encoded[name])
+    lines = "\n".join(f"{name} {i}" for i, (name, *_) in enumerate(FILES)) + "\n"
+    (root / "train.txt").write_text(lines)
+    (root / "test.txt").write_text(lines)
+    return root, encoded
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return models.build_plain_model(
+        len(CLASS_NAMES), (SIZE, SIZE, 3), backbone_options={"width": 8}
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serving")
+    return export.export_saved_model(model, str(out), CLASS_NAMES, threshold=0.0, warmup=False)
+
+
+def _eval_images(root):
+    ds = data.SplitFileDataset(
+        data_root=str(root),
+        split_files={"train": str(root / "train.txt"), "test": str(root / "test.txt")},
+        num_classes=len(CLASS_NAMES),
+        image_size=SIZE,
+    )
+    assert ds.augmentation == "imagenet"
+    (images, _), *rest = list(ds.eval_dataset("test", len(FILES)))
+    assert not rest
+    return images.numpy()
+
+
+def test_serve_encoded_matches_evaluation(files, model, exported):
+    root, encoded = files
+    evaluated = _eval_images(root)
+    expected = model(evaluated, training=False)
+    serve = tf.saved_model.load(exported).signatures[export.SERVE_ENCODED]
+    served = serve(encoded_images=tf.constant([encoded[name] for name, *_ in FILES]))
+    for key in ("logits", "probabilities"):
+        np.testing.assert_allclose(
+            served[key].numpy(), np.asarray(expected[key]), rtol=1e-4, atol=1e-4, err_msg=key
+        )
+    # The test can fail: the former serving path (a plain bilinear resize of the whole
+    # image to 224 x 224) gives other outputs for the non-square files.
+    decoded = [tf.io.decode_image(encoded[name], channels=3) for name, *_ in FILES[:2]]
+    squashed = np.stack([tf.image.resize(d, (SIZE, SIZE)).numpy() for d in decoded])
+    before = np.asarray(model(squashed, training=False)["logits"])
+    assert np.abs(before - np.asarray(expected["logits"])[:2]).max() > 1e-3
+
+
+def test_predictor_load_image_matches_evaluation(files):
+    root, _ = files
+    evaluated = _eval_images(root)
+    for i, (name, *_) in enumerate(FILES):
+        loaded = export.load_image(str(root / name), (SIZE, SIZE, 3))
+        np.testing.assert_allclose(loaded, evaluated[i], atol=1e-4, err_msg=name)
+
+
+def _pil_resize(array, height, width):
+    """PIL's antialiased bilinear resize of each channel in float ("F") mode."""
+    channels = [
+        np.asarray(
+            Image.fromarray(array[..., c].astype(np.float32), "F").resize(
+                (width, height), Image.BILINEAR
+            )
+        )
+        for c in range(array.shape[-1])
+    ]
+    return np.stack(channels, -1)
+
+
+@pytest.mark.parametrize("shape", [(300, 451), (517, 333), (150, 199), (224, 224), (90, 500)])
+def test_test_transform_is_resize_then_centre_crop(shape):
+    image = _photo(*shape, seed=3)
+    out = transforms.imagenet_test_transform(tf.constant(image), SIZE).numpy()
+    # Independently: PIL resizes the whole image (shorter side 256), then the centre crop.
+    short = min(shape)
+    new = [max(int(math.floor(d * 256 / short + 0.5)), 256) for d in shape]
+    resized = _pil_resize(image, *new)
+    top, left = (new[0] - SIZE) // 2, (new[1] - SIZE) // 2
+    np.testing.assert_allclose(out, resized[top : top + SIZE, left : left + SIZE], atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "shape", [(180, 200), (224, 224), (230, 150), (400, 300), (64, 700), (1000, 1000)]
+)
+def test_resize_is_pils_antialiased_bilinear(shape):
+    image = _photo(*shape, seed=4)
+    out = transforms._resize(tf.constant(image), [SIZE, SIZE]).numpy()
+    np.testing.assert_allclose(out, _pil_resize(image, SIZE, SIZE), atol=2e-3)
+
+
+def test_small_models_resize_to_their_size():
+    # 28 px models (MNIST-like) keep today's evaluation transform: a resize to 28 x 28,
+    # the identity for 28 x 28 inputs.
+    image = np.random.default_rng(0).integers(0, 256, (40, 33, 1), dtype=np.uint8)
+    served = transforms.serving_transform(tf.constant(_encode(image[..., 0], "PNG")), (28, 28, 1))
+    np.testing.assert_allclose(served.numpy(), _pil_resize(image, 28, 28), atol=2e-3)
+    same = image[:28, :28]
+    served = transforms.serving_transform(tf.constant(_encode(same[..., 0], "PNG")), (28, 28, 1))
+    np.testing.assert_array_equal(served.numpy(), same.astype(np.float32))
