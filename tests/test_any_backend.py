@@ -21,7 +21,13 @@ from numpy_reference import (
     np_reference_centroid_gradient,
 )
 
-from keras_oltr.layers import CosineClassifier, MetaEmbedding, ModulatedAttention
+from keras_oltr.layers import (
+    CosineClassifier,
+    MetaEmbedding,
+    ModulatedAttention,
+    NearestNeighbourScore,
+    balanced_bank,
+)
 from keras_oltr.losses import large_margin_loss
 from keras_oltr.models import build_oltr_model, build_plain_model
 from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
@@ -131,6 +137,35 @@ def test_large_margin_gradients_match_the_reference_rule(lam):
     np.testing.assert_allclose(
         d_v, np_large_margin_feature_gradient(v, labels, c, lam), rtol=1e-4, atol=1e-7
     )
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_nearest_neighbour_score_matches_numpy(k):
+    rng = np.random.default_rng(4)
+    bank = rng.normal(size=(9, 5)).astype("float32") * rng.uniform(0.1, 10, (9, 1))
+    layer = NearestNeighbourScore(9, k=k)
+    layer.build((None, 5))
+    layer.set_bank(bank)
+    v = rng.normal(size=(6, 5)).astype("float32")
+    v[0] = 3.0 * bank[4]  # the same direction as a bank row: similarity 1 for k = 1
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+    expected = np.sort(unit(v.astype(np.float64)) @ unit(bank.astype(np.float64)).T, axis=1)
+    got = ops.convert_to_numpy(layer(v))
+    np.testing.assert_allclose(got, expected[:, -k], rtol=1e-5, atol=1e-6)
+    if k == 1:
+        np.testing.assert_allclose(got[0], 1.0, atol=1e-6)
+
+
+def test_balanced_bank_caps_each_class_deterministically():
+    labels = np.repeat(np.arange(3), [50, 7, 2])
+    features = np.arange(len(labels), dtype="float32")[:, None] * np.ones((1, 4), "float32")
+    bank, bank_labels = balanced_bank(features, labels, max_per_class=5, seed=1)
+    assert np.bincount(bank_labels).tolist() == [5, 5, 2]
+    np.testing.assert_array_equal(bank[:, 0].astype(int), np.sort(bank[:, 0]).astype(int))
+    again, _ = balanced_bank(features, labels, max_per_class=5, seed=1)
+    np.testing.assert_array_equal(bank, again)
+    with pytest.raises(ValueError, match="max_per_class"):
+        balanced_bank(features, labels, max_per_class=0)
 
 
 def fit_losses(steps=3):

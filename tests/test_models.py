@@ -17,6 +17,7 @@ from keras_oltr.models import (
     get_backbone,
     init_from_stage1,
     list_backbones,
+    with_nearest_neighbour_score,
 )
 from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
 
@@ -383,3 +384,21 @@ def test_oltr_model_keras_save_and_reload(tmp_path):
     assert set(got) == OLTR_KEYS
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_nearest_neighbour_score_model_saves_and_reloads(tmp_path):
+    model = build_oltr_model(3, (16, 16, 1), backbone_options=TINY, use_attention=False)
+    rng = np.random.default_rng(9)
+    model.centroid_memory.set_centroids(rng.normal(size=(3, 32)).astype("float32"))
+    x = _images((16, 16, 1), batch=4, seed=10)
+    bank = np.asarray(model(x)["direct_feature"])[:3]
+    scored = with_nearest_neighbour_score(model, bank)
+    out = scored(x)
+    assert set(out) == OLTR_KEYS | {"knn_similarity"}
+    # The first three images are the bank: each is its own nearest neighbour.
+    np.testing.assert_allclose(np.asarray(out["knn_similarity"])[:3], 1.0, atol=1e-5)
+    np.testing.assert_allclose(out["logits"], model(x)["logits"], rtol=1e-6)
+    path = tmp_path / "scored.keras"
+    scored.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(reloaded(x)["knn_similarity"], out["knn_similarity"], rtol=1e-6)

@@ -2,7 +2,12 @@
 
 from keras_oltr.models import resnet  # noqa: F401  (registers the backbones)
 from keras_oltr.models.backbones import get_backbone, list_backbones, register_backbone
-from keras_oltr.models.builders import build_oltr_model, build_plain_model, init_from_stage1
+from keras_oltr.models.builders import (
+    build_oltr_model,
+    build_plain_model,
+    init_from_stage1,
+    with_nearest_neighbour_score,
+)
 from keras_oltr.models.oltr_model import OLTRModel
 
 __all__ = [
@@ -13,4 +18,5 @@ __all__ = [
     "init_from_stage1",
     "list_backbones",
     "register_backbone",
+    "with_nearest_neighbour_score",
 ]

@@ -1,11 +1,13 @@
 """Builders for the stage-1 plain model and the stage-2 OLTR model."""
 
 import keras
+import numpy as np
 
 from keras_oltr.layers._validation import check_positive_float, check_positive_int
 from keras_oltr.layers.cosine_classifier import CosineClassifier
 from keras_oltr.layers.meta_embedding import MetaEmbedding
 from keras_oltr.layers.modulated_attention import ModulatedAttention
+from keras_oltr.layers.nearest_neighbour_score import NearestNeighbourScore
 from keras_oltr.models.backbones import get_backbone
 from keras_oltr.models.oltr_model import OLTRModel
 
@@ -127,3 +129,21 @@ def init_from_stage1(oltr_model, stage1_model):
         )
     target.set_weights(src_weights)  # only once both checks passed
     hallucinator.set_weights([kernel, bias])
+
+
+def with_nearest_neighbour_score(model, bank, k=1, name=None):
+    """`model` with one more output, "knn_similarity": the NearestNeighbourScore.
+
+    The score is the cosine similarity of the direct feature to its k-th nearest
+    feature in `bank` (training features, e.g. `train_feature_bank`); the new model
+    shares every layer and weight of `model` and adds the bank as a non-trainable
+    weight, so evaluation and every export compute the same score.
+    """
+    bank = np.asarray(bank, dtype="float32")
+    if "direct_feature" not in model.output:
+        raise ValueError("The model must return a 'direct_feature' output.")
+    layer = NearestNeighbourScore(len(bank), k=k, name="nearest_neighbour_score")
+    outputs = dict(model.output)
+    outputs["knn_similarity"] = layer(outputs["direct_feature"])
+    layer.set_bank(bank)
+    return OLTRModel(model.input, outputs, name=name or model.name)
