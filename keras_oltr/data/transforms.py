@@ -67,9 +67,8 @@ def encoded_image_size(contents: tf.Tensor) -> tf.Tensor:
 
     def other():
         # 32 header bytes, zero-padded so that short files index safely.
-        head = tf.strings.join([tf.strings.substr(contents, 0, 32), tf.constant(b"\0" * 32)])
-        head = tf.cast(tf.io.decode_raw(head, tf.uint8)[:32], tf.int64)
-        magic = tf.strings.substr(contents, 0, 16)
+        magic = tf.strings.join([tf.strings.substr(contents, 0, 32), tf.constant(b"\0" * 32)])
+        head = tf.cast(tf.io.decode_raw(magic, tf.uint8)[:32], tf.int64)
 
         def starts(prefix, pos=0):
             return tf.equal(tf.strings.substr(magic, pos, len(prefix)), prefix)
