@@ -244,7 +244,7 @@ def test_evaluate_cli_without_checkpoint_exits_cleanly(tmp_path):
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "best.keras does not exist" in result.stderr
+    assert "stage2/best.keras" in result.stderr
 
 
 @pytest.fixture(scope="module")

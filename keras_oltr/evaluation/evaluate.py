@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from keras_oltr.evaluation import open_scores
 from keras_oltr.evaluation.metrics import (
     DEFAULT_THRESHOLD,
     check_convention,
@@ -48,21 +49,34 @@ def _num_batches(batches: Iterable[Any]) -> int | None:
 
 
 def collect_top1_outputs(
-    model: Any, batches: Iterable[Any], *, description: str = ""
+    model: Any,
+    batches: Iterable[Any],
+    *,
+    description: str = "",
+    score_context: Mapping[str, Any] | None = None,
+    scale_grid: Any = open_scores.DEFAULT_SCALE_GRID,
 ) -> dict[str, np.ndarray]:
-    """Runs ``model`` over ``(images, labels)`` batches and keeps top-1 outputs.
+    """Runs ``model`` over ``(images, labels)`` batches and keeps top-1 outputs and open scores.
 
     Args:
         model: callable as ``model(images, training=False)`` returning a dict with
-            "probabilities" or "logits", and optionally "reachability".
+            "probabilities" or "logits", and optionally "reachability" (and the OLTR
+            outputs "direct_feature", "meta_embedding" that further scores need).
         batches: iterable of ``(images, labels)``.
         description: shown in the log line before the progress bar.
+        score_context: `open_scores.score_context(model)` (centroids, trained s);
+            None computes it from ``model`` when it is a Keras model.
+        scale_grid: the s' values of the "msp_rescaled" score.
 
     Returns:
         dict of [N] arrays: "predicted_class", "max_probability", "labels",
-        "reachability" (None if the model has none), and "num_classes".
+        "reachability" (None if the model has none), "open_scores" ({name: [N]},
+        `open_scores.compute_scores`), and "num_classes".
     """
+    if score_context is None:
+        score_context = open_scores.score_context(model)
     predicted, max_probability, labels, reachability = [], [], [], []
+    scores: dict[str, list[np.ndarray]] = {}
     num_classes = None
     has_reachability = None
     logging.info("Evaluating %s", description)
@@ -95,6 +109,14 @@ def collect_top1_outputs(
             has_reachability = "reachability" in outputs
         if has_reachability:
             reachability.append(keras.ops.convert_to_numpy(outputs["reachability"]).reshape(-1))
+        if "logits" in outputs:
+            batch_scores = open_scores.compute_scores(
+                {**outputs, "probabilities": probabilities},
+                score_context,
+                scale_grid=scale_grid,
+            )
+            for name, value in batch_scores.items():
+                scores.setdefault(name, []).append(keras.ops.convert_to_numpy(value).reshape(-1))
         progbar.update(step + 1)
     if num_classes is None:
         raise ValueError(f"No batches to evaluate in {description or 'the dataset'}.")
@@ -103,16 +125,21 @@ def collect_top1_outputs(
         "max_probability": np.clip(np.concatenate(max_probability).astype(np.float64), 0, 1),
         "labels": np.concatenate(labels).astype(np.int64),
         "reachability": np.concatenate(reachability) if has_reachability else None,
+        "open_scores": {k: np.concatenate(v).astype(np.float64) for k, v in scores.items()},
         "num_classes": num_classes,
     }
 
 
 def _concat_outputs(parts: list[dict[str, Any]]) -> dict[str, Any]:
     reach = [p["reachability"] for p in parts]
+    names = set.intersection(*(set(p["open_scores"]) for p in parts))
     return {
         key: np.concatenate([p[key] for p in parts])
         for key in ("predicted_class", "max_probability", "labels")
-    } | {"reachability": None if any(r is None for r in reach) else np.concatenate(reach)}
+    } | {
+        "reachability": None if any(r is None for r in reach) else np.concatenate(reach),
+        "open_scores": {n: np.concatenate([p["open_scores"][n] for p in parts]) for n in names},
+    }
 
 
 def evaluate_model(
@@ -151,10 +178,14 @@ def evaluate_model(
     splits = [s for s in TEST_SPLITS if s == "test" or dataset.has_split(s)]
     if not dataset.has_split("test"):
         raise ValueError(f"Dataset {dataset.name!r} has no 'test' split.")
+    context = open_scores.score_context(model)
     test = _concat_outputs(
         [
             collect_top1_outputs(
-                model, dataset.eval_dataset(split, batch_size), description=f"split {split!r}"
+                model,
+                dataset.eval_dataset(split, batch_size),
+                description=f"split {split!r}",
+                score_context=context,
             )
             for split in splits
         ]
@@ -165,7 +196,10 @@ def evaluate_model(
         val = _concat_outputs(
             [
                 collect_top1_outputs(
-                    model, dataset.eval_dataset(split, batch_size), description=f"split {split!r}"
+                    model,
+                    dataset.eval_dataset(split, batch_size),
+                    description=f"split {split!r}",
+                    score_context=context,
                 )
                 for split in val_splits
             ]
@@ -180,6 +214,7 @@ def evaluate_model(
         threshold=threshold,
         convention=convention,
         val=val,
+        open_scores=test["open_scores"],
     )
     plot_files = write_plots(metrics, out_dir)
     info = {"splits": splits, "val_splits": val_splits}

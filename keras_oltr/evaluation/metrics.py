@@ -45,6 +45,9 @@ from typing import Any
 import numpy as np
 from absl import logging
 
+from keras_oltr.evaluation import open_scores as scores_lib
+from keras_oltr.evaluation.open_scores import open_set_decision, select_score_threshold
+
 SHOT_GROUPS = ("many", "medium", "few")
 CONVENTIONS = ("strict", "inclusive")
 DEFAULT_THRESHOLD = 0.1
@@ -352,12 +355,12 @@ def closed_set_metrics(
 
 
 def open_set_decisions(predicted_class: Any, max_probability: Any, threshold: float) -> np.ndarray:
-    """Top-1 class, or -1 where ``max_probability < threshold``."""
+    """Top-1 class, or -1 where ``max_probability < threshold`` (`open_set_decision`)."""
     threshold = _check_threshold(threshold)
     predicted = _as_1d("predicted_class", predicted_class, "int")
     prob = _as_1d("max_probability", max_probability, "float")
     _check_same_length(("predicted_class", predicted), ("max_probability", prob))
-    return np.where(prob < threshold, -1, predicted)
+    return open_set_decision(predicted, prob, threshold)
 
 
 def _safe_ratio(numerator: float, denominator: float) -> float:
@@ -413,8 +416,35 @@ def open_set_metrics(
     num_classes = counts.size
     pred, prob, labels = check_top1(predicted_class, max_probability, labels, num_classes)
     threshold = _check_threshold(threshold)
+    decided = open_set_decision(pred, prob, threshold)
+    return {"threshold": threshold} | open_set_metrics_from_decisions(
+        decided, pred, labels, counts, convention=convention
+    )
+
+
+def open_set_metrics_from_decisions(
+    decided: Any,
+    predicted_class: Any,
+    labels: Any,
+    train_counts: Any,
+    *,
+    convention: str = "strict",
+) -> dict[str, Any]:
+    """`open_set_metrics` for decisions already taken (any open score and threshold).
+
+    Args:
+        decided: [N] the decision rule's output: a class, or -1 for rejected.
+        predicted_class: [N] the top-1 class before rejection (where open images
+            would go without it).
+        labels, train_counts, convention: as for `open_set_metrics`.
+    """
+    counts = check_train_counts(train_counts)
+    num_classes = counts.size
+    labels = check_labels(labels, num_classes)
+    decided = _as_1d("decided", decided, "int")
+    pred = _as_1d("predicted_class", predicted_class, "int")
+    _check_same_length(("labels", labels), ("decided", decided), ("predicted_class", pred))
     groups = shot_groups(counts, convention)
-    decided = np.where(prob < threshold, -1, pred)
     known = labels >= 0
     n_known, n_open = int(known.sum()), int((~known).sum())
     tp = int(np.sum(decided[known] == labels[known]))
@@ -434,7 +464,6 @@ def open_set_metrics(
     }
     return {
         "convention": convention,
-        "threshold": threshold,
         "overall": tp / n_known if n_known else math.nan,
         **group_accuracies(accuracy, groups),
         "open_rejection_rate": float(np.mean(~open_accepted)) if n_open else math.nan,
@@ -667,29 +696,12 @@ def select_threshold(
     )
     if labels.size == 0:
         raise ValueError("`val` must hold at least one image. Received: an empty split")
-    known = labels >= 0
-    n_known, n_open = int(known.sum()), int((~known).sum())
-    if n_open == 0:
+    if not np.any(labels < 0):
         logging.warning(
             "Threshold selection without open validation images: F is maximal when "
             "nothing is rejected, so the lowest candidate threshold is returned."
         )
-    candidates = np.unique(prob)
-    correct_prob = np.sort(prob[known & (pred == labels)])
-    tp = _count_at_least(correct_prob, candidates).astype(np.float64)
-    fn = _count_at_least(np.sort(prob[~known]), candidates).astype(np.float64)
-    fp = n_known - tp
-    precision, recall, f = _f_measure_arrays(tp, fp, fn)
-    best = int(np.argmax(f))
-    return {
-        "threshold": float(candidates[best]),
-        "open_f": float(f[best]),
-        "precision": float(precision[best]),
-        "recall": float(recall[best]),
-        "used_open": n_open > 0,
-        "num_known": n_known,
-        "num_open": n_open,
-    }
+    return select_score_threshold(pred, prob, labels)
 
 
 def expected_calibration_error(
@@ -803,6 +815,103 @@ def _val_top1(val: Mapping[str, Any], num_classes: int):
     return check_top1(pred, prob, val["labels"], num_classes, prefix="val.")
 
 
+OPEN_VAL_NOTE = {
+    True: "chosen on known val + open val images",
+    False: (
+        "no open validation data was used: with known images only, F is maximal when "
+        "nothing is rejected, so the lowest threshold was kept"
+    ),
+}
+
+
+def _check_scores(scores: Mapping[str, Any] | None, size: int, name: str) -> dict[str, np.ndarray]:
+    """Open-score arrays as float64 [N]; NaN/inf are allowed (rejected, ranked last)."""
+    result = {}
+    for key, value in (scores or {}).items():
+        array = np.asarray(value, dtype=np.float64).reshape(-1)
+        if array.size != size:
+            raise ValueError(
+                f"`{name}[{key!r}]` must have one value per image. Received: "
+                f"{array.size} values for {size} images"
+            )
+        result[str(key)] = array
+    return result
+
+
+def _rankable(score: np.ndarray) -> np.ndarray:
+    """NaN/inf moved below every finite score: same ranks as the decision rule's order."""
+    ranked = scores_lib.ranking_score(score)
+    finite = np.isfinite(ranked)
+    low = ranked[finite].min() - 1.0 if finite.any() else 0.0
+    return np.where(finite, ranked, low)
+
+
+def open_score_table(
+    test_scores: Mapping[str, np.ndarray],
+    predicted_class: np.ndarray,
+    labels: np.ndarray,
+    train_counts: np.ndarray,
+    *,
+    choice: Mapping[str, Any] | None = None,
+    convention: str = "strict",
+) -> dict[str, Any]:
+    """Threshold-free metrics of every open score on test, and F at its validation threshold.
+
+    Args:
+        test_scores: {name: [N]} (`compute_scores` keys; "msp_rescaled@<s'>" per s').
+        predicted_class, labels, train_counts: the test top-1 classes, labels, counts.
+        choice: `choose_open_score` on validation, or None (no val split).
+
+    Returns:
+        {"scores": {name: {"description", "score_params", "auroc", "aupr",
+        "fpr_at_95_tpr", ..., "val_threshold", "val_open_f", "test_at_val_threshold"}},
+        "scale_grid": {s': {"auroc", "aupr", "fpr_at_95_tpr", "val_open_f",
+        "val_threshold"}}, "chosen": name or None}. msp_rescaled appears in "scores"
+        only with a validation split (its s' is chosen there).
+    """
+    per_score = (choice or {}).get("per_score", {})
+    grid_choice = (choice or {}).get("scale_grid", {})
+    rows, grid = {}, {}
+    for key, values in test_scores.items():
+        if key.startswith(scores_lib.MSP_RESCALED + "@"):
+            scale = float(key.split("@", 1)[1])
+            entry = threshold_free_metrics(labels, _rankable(values))
+            picked = grid_choice.get(scale)
+            grid[f"{scale:g}"] = {k: entry[k] for k in ("auroc", "aupr", "fpr_at_95_tpr")} | {
+                "val_open_f": picked["open_f"] if picked else None,
+                "val_threshold": picked["threshold"] if picked else None,
+            }
+    names = [n for n in scores_lib.OLTR_SCORES if n in test_scores or n in per_score]
+    for name in names:
+        picked = per_score.get(name)
+        if name == scores_lib.MSP_RESCALED and picked is None:
+            continue
+        params = picked["score_params"] if picked else {}
+        values = scores_lib.score_array(test_scores, name, params)
+        row = {
+            "description": scores_lib.SCORE_DESCRIPTIONS[name],
+            "score_params": params,
+            **threshold_free_metrics(labels, _rankable(values)),
+            "val_threshold": None,
+            "val_open_f": None,
+            "test_at_val_threshold": None,
+        }
+        if picked:
+            decided = open_set_decision(predicted_class, values, picked["threshold"])
+            at = open_set_metrics_from_decisions(
+                decided, predicted_class, labels, train_counts, convention=convention
+            )
+            row["val_threshold"] = picked["threshold"]
+            row["val_open_f"] = picked["open_f"]
+            row["test_at_val_threshold"] = {
+                k: at[k]
+                for k in ("f_measure", "precision", "recall", "overall", "open_rejection_rate")
+            }
+        rows[name] = row
+    chosen = (choice or {}).get("chosen", {}).get("score")
+    return {"scores": rows, "scale_grid": grid, "chosen": chosen}
+
+
 def evaluate_top1_predictions(
     predicted_class: Any,
     max_probability: Any,
@@ -814,6 +923,7 @@ def evaluate_top1_predictions(
     convention: str = "strict",
     val: Mapping[str, Any] | None = None,
     curve_thresholds: Any = None,
+    open_scores: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every OLTR metric from top-1 predictions; returns a JSON-serialisable dict.
 
@@ -828,14 +938,19 @@ def evaluate_top1_predictions(
         convention: shot-group convention, "strict" or "inclusive".
         val: optional validation predictions for threshold selection, a dict with
             "labels" (-1 for open) and "predicted_class" + "max_probability",
-            "probabilities" or "logits".
+            "probabilities" or "logits", and optionally "open_scores" (as below).
+            Only validation chooses the open score and its threshold.
         curve_thresholds: thresholds of the F / accuracy curves (default 0..1 by 0.01).
+        open_scores: optional {name: [N] array} of further open scores
+            (`keras_oltr.evaluation.open_scores.compute_scores`; higher = more
+            known); "msp" is always added from ``max_probability``.
 
     Returns:
         Nested dict with "conventions", "counts", "closed", "open", "open_assignment",
-        "threshold_free" ({"msp", "reachability"}), "calibration",
-        "threshold_selection", "curves", "histograms", "per_class". Undefined
-        numbers (NaN) are None.
+        "threshold_free" ({"msp", "reachability"}), "open_scores" (the per-score
+        table, `open_score_table`), "calibration", "threshold_selection" (with the
+        chosen "score", "score_params" and "threshold"), "curves", "histograms",
+        "per_class". Undefined numbers (NaN) are None.
     """
     check_convention(convention)
     threshold = _check_threshold(threshold)
@@ -857,24 +972,48 @@ def evaluate_top1_predictions(
         pred, prob, labels, counts, thresholds=curve_thresholds, convention=convention
     )
 
-    selection = None
+    test_scores = {**_check_scores(open_scores, labels.size, "open_scores"), "msp": prob}
+    selection, choice = None, None
     if val is not None:
         val_pred, val_prob, val_labels = _val_top1(val, num_classes)
-        chosen = select_threshold(val_pred, val_prob, val_labels, num_classes)
-        at_chosen = open_set_metrics(
-            pred, prob, labels, counts, threshold=chosen["threshold"], convention=convention
+        if not np.any(val_labels < 0):
+            logging.warning(
+                "Threshold selection without open validation images: F is maximal when "
+                "nothing is rejected, so every score keeps its lowest candidate threshold."
+            )
+        val_scores = {
+            **_check_scores(val.get("open_scores"), val_labels.size, "val.open_scores"),
+            "msp": val_prob,
+        }
+        shared = {k: v for k, v in val_scores.items() if k in test_scores}
+        choice = scores_lib.choose_open_score(val_pred, shared, val_labels)
+        chosen = choice["chosen"]
+        decided = open_set_decision(
+            pred,
+            scores_lib.score_array(test_scores, chosen["score"], chosen["score_params"]),
+            chosen["threshold"],
+        )
+        at_chosen = open_set_metrics_from_decisions(
+            decided, pred, labels, counts, convention=convention
         )
         test_keys = ("f_measure", "precision", "recall", "overall", *SHOT_GROUPS)
         selection = {
+            "score": chosen["score"],
+            "score_params": chosen["score_params"],
+            "score_description": scores_lib.SCORE_DESCRIPTIONS[chosen["score"]],
             "threshold": chosen["threshold"],
             "val_open_f": chosen["open_f"],
             "val_precision": chosen["precision"],
             "val_recall": chosen["recall"],
             "used_open_val": chosen["used_open"],
+            "open_val_note": OPEN_VAL_NOTE[chosen["used_open"]],
             "num_val_known": chosen["num_known"],
             "num_val_open": chosen["num_open"],
             "test": {k: at_chosen[k] for k in (*test_keys, "open_rejection_rate")},
         }
+    score_table = open_score_table(
+        test_scores, pred, labels, counts, choice=choice, convention=convention
+    )
 
     reach_metrics = reach_hist = None
     if reachability is not None:
@@ -911,6 +1050,7 @@ def evaluate_top1_predictions(
             "msp": threshold_free_metrics(labels, prob),
             "reachability": reach_metrics,
         },
+        "open_scores": score_table,
         "calibration": calibration,
         "threshold_selection": selection,
         "curves": curves,
@@ -940,6 +1080,7 @@ def evaluate_predictions(
     convention: str = "strict",
     val: Mapping[str, Any] | None = None,
     curve_thresholds: Any = None,
+    open_scores: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every OLTR metric from an [N, K] probability (or logit) matrix.
 
@@ -965,4 +1106,5 @@ def evaluate_predictions(
         convention=convention,
         val=val,
         curve_thresholds=curve_thresholds,
+        open_scores=open_scores,
     )

@@ -38,6 +38,13 @@ class Nullable:
         self.spec = spec
 
 
+class Optional:
+    """Schema node: a key that may be absent (older documents); when present, ``spec``."""
+
+    def __init__(self, spec: Any):
+        self.spec = spec
+
+
 class ListOf:
     """Schema node: a list whose items all match ``spec``."""
 
@@ -106,6 +113,13 @@ METRICS_SCHEMA = {
         "num_open": INT,
     },
     "threshold_free": {"msp": _THRESHOLD_FREE, "reachability": Nullable(_THRESHOLD_FREE)},
+    "open_scores": Optional(
+        {
+            "scores": DICT,
+            "scale_grid": DICT,
+            "chosen": Nullable(STR),
+        }
+    ),
     "calibration": {
         "ece": NUMBER,
         "mce": NUMBER,
@@ -117,6 +131,8 @@ METRICS_SCHEMA = {
     },
     "threshold_selection": Nullable(
         {
+            "score": Optional(STR),
+            "score_params": Optional(DICT),
             "threshold": NUMBER,
             "val_open_f": NUMBER,
             "used_open_val": BOOL,
@@ -184,15 +200,17 @@ def _validate(spec: Any, value: Any, path: str, errors: list[str]) -> None:
             _validate(spec.spec, item, f"{path}[{index}]", errors)
             if len(errors) > 50:
                 return
+    elif isinstance(spec, Optional):
+        _validate(spec.spec, value, path, errors)
     elif isinstance(spec, Mapping):
         if not isinstance(value, Mapping):
             errors.append(f"{path}: expected an object, got {type(value).__name__}")
             return
         for key, child in spec.items():
-            if key not in value:
-                errors.append(f"{path}.{key}: missing")
-            else:
+            if key in value:
                 _validate(child, value[key], f"{path}.{key}", errors)
+            elif not isinstance(child, Optional):
+                errors.append(f"{path}.{key}: missing")
     elif not _leaf_ok(spec, value):
         errors.append(f"{path}: expected {spec}, got {value!r:.60}")
 
@@ -386,7 +404,8 @@ def _report_markdown(document: Mapping[str, Any], plot_files: Sequence[str]) -> 
     ]
     threshold_rows = [
         [
-            "fixed",
+            "paper rule (fixed)",
+            "msp",
             _fmt(open_["threshold"]),
             _fmt(open_["f_measure"]),
             "n/a",
@@ -394,22 +413,29 @@ def _report_markdown(document: Mapping[str, Any], plot_files: Sequence[str]) -> 
         ]
     ]
     selection = metrics.get("threshold_selection")
+    notes = []
     if selection:
         source = "val-chosen" + ("" if selection["used_open_val"] else " (no open val)")
         threshold_rows.append(
             [
                 source,
+                _score_label(selection.get("score", "msp"), selection.get("score_params")),
                 _fmt(selection["threshold"], digits=4),
                 _fmt(selection["test"]["f_measure"]),
                 _fmt(selection["val_open_f"]),
                 _fmt(selection["test"]["overall"], percent=True),
             ]
         )
+        if not selection["used_open_val"]:
+            notes = ["", f"Note: {selection.get('open_val_note') or 'no open validation data.'}"]
+    else:
+        notes = ["", "No validation split: no score or threshold was chosen."]
     lines += [
         _markdown_table(
-            ["threshold", "value", "open F (test)", "open F (val)", "open overall (%)"],
+            ["rule", "score", "threshold", "open F (test)", "open F (val)", "open overall (%)"],
             threshold_rows,
         ),
+        *notes,
         "",
         "## Known vs open without a threshold (open = positive)",
         "",
@@ -435,6 +461,7 @@ def _report_markdown(document: Mapping[str, Any], plot_files: Sequence[str]) -> 
         "",
         f"Orientation: {conv['threshold_free']}. FPR@95TPR: {conv['fpr_at_95_tpr']}.",
         "",
+        *_open_score_section(metrics.get("open_scores"), document["model_name"]),
         "## Calibration (known test images)",
         "",
         f"ECE ({calibration['num_bins']} bins): {_fmt(calibration['ece'], digits=4)}; "
@@ -468,6 +495,71 @@ def _report_markdown(document: Mapping[str, Any], plot_files: Sequence[str]) -> 
     versions = ", ".join(f"{k} {v}" for k, v in document["versions"].items())
     lines += [f"Versions: {versions}.", ""]
     return "\n".join(lines)
+
+
+def _score_label(name: str, params: Mapping[str, Any] | None) -> str:
+    if params and "reachability_scale" in params:
+        return f"{name} (s'={params['reachability_scale']:g})"
+    return name
+
+
+def format_open_score_table(open_scores: Mapping[str, Any]) -> str:
+    """The per-score known-vs-open table of one model (metrics["open_scores"])."""
+    chosen = open_scores.get("chosen")
+    rows = []
+    for name, row in open_scores["scores"].items():
+        at = row.get("test_at_val_threshold") or {}
+        label = _score_label(name, row.get("score_params"))
+        rows.append(
+            [
+                label + (" **chosen**" if name == chosen else ""),
+                _fmt(row["auroc"], digits=4),
+                _fmt(row["aupr"], digits=4),
+                _fmt(row["fpr_at_95_tpr"], digits=4),
+                _fmt(row.get("val_threshold"), digits=4),
+                _fmt(row.get("val_open_f")),
+                _fmt(at.get("f_measure")),
+            ]
+        )
+    header = ["score", "AUROC", "AUPR", "FPR@95TPR", "val threshold", "val F", "test F @ val t"]
+    return _markdown_table(header, rows)
+
+
+def _open_score_section(open_scores: Mapping[str, Any] | None, model_name: str) -> list[str]:
+    if not open_scores or not open_scores.get("scores"):
+        return []
+    lines = [
+        f"## Open scores of {model_name} (higher = more known; open = positive)",
+        "",
+        format_open_score_table(open_scores),
+        "",
+        "Each score's threshold maximises the open-set F on validation (known val + open "
+        "val) only; the chosen score is the one with the best validation F (ties: the "
+        "earlier row). Test F is at that validation threshold.",
+        "",
+    ]
+    grid = open_scores.get("scale_grid") or {}
+    if grid:
+        lines += [
+            "msp_rescaled over the reachability scale s' (test AUROC reported, s' chosen "
+            "by validation F):",
+            "",
+            _markdown_table(
+                ["s'", "AUROC", "AUPR", "FPR@95TPR", "val F"],
+                [
+                    [
+                        scale,
+                        _fmt(row["auroc"], digits=4),
+                        _fmt(row["aupr"], digits=4),
+                        _fmt(row["fpr_at_95_tpr"], digits=4),
+                        _fmt(row.get("val_open_f")),
+                    ]
+                    for scale, row in grid.items()
+                ],
+            ),
+            "",
+        ]
+    return lines
 
 
 def write_report(

@@ -5,14 +5,21 @@ import math
 import tensorflow as tf
 
 from keras_oltr.data import transforms
+from keras_oltr.evaluation import open_scores
+from keras_oltr.evaluation.open_scores import MSP, MSP_RESCALED
 from keras_oltr.export.metadata import UNKNOWN_CLASS
 
 
-def check_threshold(threshold) -> float:
-    """Validates an open-set threshold on the max probability (0 disables rejection)."""
+def check_threshold(threshold, open_score=MSP) -> float:
+    """Validates an open-set threshold: finite; in [0, 1] for the probability scores."""
     threshold = float(threshold)
-    if not 0.0 <= threshold <= 1.0 or math.isnan(threshold):
-        raise ValueError(f"`threshold` must lie in [0, 1]. Received: threshold={threshold}")
+    bounded = open_score in (MSP, MSP_RESCALED)
+    if not math.isfinite(threshold) or (bounded and not 0.0 <= threshold <= 1.0):
+        where = "lie in [0, 1]" if bounded else "be finite"
+        raise ValueError(
+            f"`threshold` must {where} for the {open_score!r} score. "
+            f"Received: threshold={threshold}"
+        )
     return threshold
 
 
@@ -82,19 +89,42 @@ def decode_images(encoded, image_shape, *, max_pixels=transforms.MAX_PIXELS):
     )
 
 
-def open_set_outputs(model_outputs, threshold):
+def open_set_decision(probabilities, score, threshold):
+    """The open-set rule in the graph (numpy form: `open_scores.open_set_decision`).
+
+    The two forms are tested equal. The top-1 class (the lowest index among ties),
+    or -1 ("unknown") where the row's probabilities are not all finite, the score is
+    NaN or infinite, or ``score < threshold``. Finiteness is tested with
+    comparisons only (|x| < inf, false for NaN), which every runtime (TF, TFLite,
+    ONNX) carries as builtin ops.
+    """
+    predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    inf = tf.constant(float("inf"), probabilities.dtype)
+    finite_row = tf.reduce_sum(tf.abs(probabilities), axis=-1) < inf
+    score = tf.cast(score, probabilities.dtype)
+    known = finite_row & (tf.abs(score) < inf) & (score >= threshold)
+    return tf.where(known, predicted, tf.constant(UNKNOWN_CLASS, tf.int64))
+
+
+def open_set_outputs(model_outputs, threshold, *, open_score=MSP, score_context=None, scale=None):
     """The numeric deployment outputs from a model's output dict.
 
+    Args:
+        model_outputs: the model's output dict.
+        threshold: the threshold of ``open_score``.
+        open_score: the score the decision uses (`keras_oltr.evaluation.open_scores`).
+        score_context: `open_scores.score_context(model)` for the OLTR scores.
+        scale: s' of "msp_rescaled".
+
     Returns a dict: logits [B, K], probabilities [B, K], reachability [B] (NaN for a
-    model without it), max_probability [B], predicted_class [B] int64 (-1 when
-    max_probability < threshold, SPEC 6).
+    model without it), max_probability [B], open_score [B] (the decision's score),
+    predicted_class [B] int64 (`open_set_decision`: -1 when the score is below the
+    threshold or not finite).
     """
     probabilities = model_outputs["probabilities"]
     max_probability = tf.reduce_max(probabilities, axis=-1)
-    predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-    predicted = tf.where(
-        max_probability < threshold, tf.constant(UNKNOWN_CLASS, tf.int64), predicted
-    )
+    score = open_scores.compute_score(open_score, model_outputs, score_context, scale=scale)
+    predicted = open_set_decision(probabilities, score, threshold)
     if "reachability" in model_outputs:
         reachability = model_outputs["reachability"]
     else:
@@ -104,5 +134,44 @@ def open_set_outputs(model_outputs, threshold):
         "probabilities": probabilities,
         "reachability": reachability,
         "max_probability": max_probability,
+        "open_score": tf.cast(score, tf.float32),
         "predicted_class": predicted,
     }
+
+
+def check_open_score(model, open_score, score_params=None):
+    """Validates that ``model`` provides ``open_score``; returns (context, scale)."""
+    open_scores.check_score_name(open_score)
+    context = open_scores.score_context(model)
+    available = open_scores.available_scores(model.output, context)
+    if open_score not in available:
+        raise ValueError(
+            f"This model cannot give the {open_score!r} open score (it gives {list(available)}). "
+            f"Received: open_score={open_score!r}"
+        )
+    scale = None
+    if open_score == MSP_RESCALED:
+        scale = float((score_params or {}).get("reachability_scale", float("nan")))
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(
+                "msp_rescaled needs score_params={'reachability_scale': s'} with s' > 0. "
+                f"Received: score_params={score_params!r}"
+            )
+    return context, scale
+
+
+def deployment_outputs_fn(model, threshold, open_score=MSP, score_params=None):
+    """A function images -> `open_set_outputs` for ``model`` with the chosen decision rule."""
+    threshold = check_threshold(threshold, open_score)
+    context, scale = check_open_score(model, open_score, score_params)
+
+    def outputs_for(images):
+        return open_set_outputs(
+            model(images, training=False),
+            threshold,
+            open_score=open_score,
+            score_context=context,
+            scale=scale,
+        )
+
+    return outputs_for

@@ -78,12 +78,15 @@ def convert_tflite(
     num_calibration_samples=256,
     threshold_source="argument",
     source="",
+    open_score="msp",
+    score_params=None,
+    open_validation="",
 ):
     """Converts a Keras OLTR model to a .tflite file with one "serving_default" signature.
 
     The signature takes ``images`` float32 [batch, H, W, C] in [0, 255] and returns the
     numeric outputs (logits, probabilities, reachability, max_probability,
-    predicted_class int64); TFLite has no string outputs, so the class list is in
+    open_score, predicted_class int64); TFLite has no string outputs, so the class list is in
     ``<out_path>.json`` (`ExportMetadata`). Inputs and outputs stay float32 in every
     mode, so callers need not know the quantisation parameters.
 
@@ -95,7 +98,9 @@ def convert_tflite(
             "dynamic_int8" (int8 weights, float activations); "int8" (int8 weights
             and activations calibrated on `representative_images` for the backbone
             and attention, a float32 OLTR head: see `_quantize_backbone_only`).
-        threshold: open-set rejection threshold baked into predicted_class.
+        threshold: open-set threshold on ``open_score``, baked into predicted_class.
+        open_score, score_params, open_validation: the decision's score, its
+            parameters and how they were chosen (see `export_saved_model`).
         representative_images: float32 [N, H, W, C] training images in [0, 255];
             required for "int8".
         num_calibration_samples: how many of them calibrate the int8 ranges.
@@ -117,7 +122,9 @@ def convert_tflite(
     reachable = graph.has_reachability(model)
     names = [str(n) for n in class_names]
     with tempfile.TemporaryDirectory() as tmp:
-        saved_model_dir = write_numeric_saved_model(model, os.path.join(tmp, "numeric"), threshold)
+        saved_model_dir = write_numeric_saved_model(
+            model, os.path.join(tmp, "numeric"), threshold, open_score, score_params
+        )
         converter = tf.lite.TFLiteConverter.from_saved_model(
             saved_model_dir, signature_keys=[SERVING_DEFAULT]
         )
@@ -145,8 +152,11 @@ def convert_tflite(
     ExportMetadata(
         format="tflite",
         class_names=names,
-        threshold=graph.check_threshold(threshold),
+        threshold=graph.check_threshold(threshold, open_score),
         threshold_source=threshold_source,
+        open_score=open_score,
+        score_params=score_params or {},
+        open_validation=open_validation,
         image_shape=image_shape,
         has_reachability=reachable,
         quantization=quantization,

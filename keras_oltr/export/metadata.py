@@ -12,6 +12,7 @@ NUMERIC_OUTPUTS = (
     "probabilities",
     "reachability",
     "max_probability",
+    "open_score",
     "predicted_class",
 )
 UNKNOWN_CLASS_NAME = "unknown"
@@ -32,10 +33,16 @@ class ExportMetadata:
     Attributes:
         format: one of `FORMATS`.
         class_names: the K known class names; index i is predicted class i.
-        threshold: open-set rejection threshold baked into the graph: predicted_class
-            is -1 ("unknown") when max_probability < threshold (SPEC 6).
+        threshold: open-set threshold baked into the graph: predicted_class is -1
+            ("unknown") when open_score < threshold or the outputs are not finite.
         threshold_source: where the threshold came from ("argument",
             "validation:<metrics.json path>" or "default").
+        open_score: the score the decision uses (`keras_oltr.evaluation.open_scores`;
+            "msp" is the paper's max softmax probability), returned as "open_score".
+        score_params: the score's parameters ({"reachability_scale": s'} for
+            "msp_rescaled").
+        open_validation: how the score and threshold were chosen, e.g. that no open
+            validation data was used.
         image_shape: (H, W, C) of the float32 [0, 255] images the graph takes.
         has_reachability: False for the stage-1 plain model, whose reachability
             output is NaN.
@@ -51,6 +58,9 @@ class ExportMetadata:
     has_reachability: bool
     quantization: str = "float32"
     threshold_source: str = "argument"
+    open_score: str = "msp"
+    score_params: dict = dataclasses.field(default_factory=dict)
+    open_validation: str = ""
     outputs: tuple = NUMERIC_OUTPUTS
     source: str = ""
     keras_oltr_version: str = keras_oltr.__version__
@@ -67,6 +77,7 @@ class ExportMetadata:
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "threshold", float(self.threshold))
+        object.__setattr__(self, "score_params", dict(self.score_params or {}))
 
     @property
     def num_classes(self) -> int:

@@ -32,6 +32,9 @@ def convert_onnx(
     opset=MIN_OPSET,
     threshold_source="argument",
     source="",
+    open_score="msp",
+    score_params=None,
+    open_validation="",
 ):
     """Converts a Keras OLTR model to ONNX (from its numeric SavedModel signature).
 
@@ -44,7 +47,9 @@ def convert_onnx(
         model: the Keras model (see `export_saved_model`).
         out_path: the .onnx file to write.
         class_names: K class names, written to the metadata.
-        threshold: open-set rejection threshold baked into predicted_class.
+        threshold: open-set threshold on ``open_score``, baked into predicted_class.
+        open_score, score_params, open_validation: the decision's score, its
+            parameters and how they were chosen (see `export_saved_model`).
         opset: ONNX opset, at least 17.
         threshold_source, source: provenance, written to the metadata.
 
@@ -61,7 +66,9 @@ def convert_onnx(
     reachable = graph.has_reachability(model)
     _patch_tf2onnx_for_numpy2()
     with tempfile.TemporaryDirectory() as tmp:
-        saved_model_dir = write_numeric_saved_model(model, os.path.join(tmp, "numeric"), threshold)
+        saved_model_dir = write_numeric_saved_model(
+            model, os.path.join(tmp, "numeric"), threshold, open_score, score_params
+        )
         # Loading the SavedModel (not tracing the Keras call) freezes the constants
         # Keras keeps as captured tensors (e.g. Normalization's mean), which
         # `tf2onnx.convert.from_function` would turn into extra graph inputs.
@@ -89,8 +96,11 @@ def convert_onnx(
     ExportMetadata(
         format="onnx",
         class_names=[str(n) for n in class_names],
-        threshold=graph.check_threshold(threshold),
+        threshold=graph.check_threshold(threshold, open_score),
         threshold_source=threshold_source,
+        open_score=open_score,
+        score_params=score_params or {},
+        open_validation=open_validation,
         image_shape=image_shape,
         has_reachability=reachable,
         outputs=NUMERIC_OUTPUTS,

@@ -60,6 +60,8 @@ class Predictor:
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"No model at {self.path}")
         self.metadata = ExportMetadata.read(metadata_path(self.path))
+        # Artifacts written before "open_score" existed lack that output.
+        self._outputs = [name for name in NUMERIC_OUTPUTS if name in self.metadata.outputs]
         self._run = getattr(self, f"_load_{self.format}")(num_threads)
 
     @property
@@ -78,7 +80,7 @@ class Predictor:
 
         def run(images):
             outputs = signature(images=tf.constant(self.check_images(images)))
-            return {k: outputs[k].numpy() for k in NUMERIC_OUTPUTS}
+            return {k: outputs[k].numpy() for k in self._outputs}
 
         self._loaded = loaded  # keeps the variables alive
         return run
@@ -96,7 +98,7 @@ class Predictor:
             # The signature runner resizes its input to whatever it is given and then
             # returns numbers for a wrongly shaped image, so the shape is checked here.
             outputs = runner(images=self.check_images(images))
-            return {k: np.asarray(outputs[k]) for k in NUMERIC_OUTPUTS}
+            return {k: np.asarray(outputs[k]) for k in self._outputs}
 
         self._interpreter = interpreter
         return run
@@ -117,8 +119,8 @@ class Predictor:
         self._check_model_input(session.get_inputs()[0].shape)
 
         def run(images):
-            values = session.run(list(NUMERIC_OUTPUTS), {"images": self.check_images(images)})
-            return dict(zip(NUMERIC_OUTPUTS, values, strict=True))
+            values = session.run(self._outputs, {"images": self.check_images(images)})
+            return dict(zip(self._outputs, values, strict=True))
 
         return run
 
@@ -155,8 +157,10 @@ class Predictor:
 
         Returns:
             A dict of numpy arrays: logits, probabilities, reachability (NaN for a
-            plain model), max_probability, predicted_class (int64, -1 = unknown), and
-            class_name (a list of str, "unknown" for -1).
+            plain model), max_probability, open_score (the decision's score, see
+            metadata.open_score), predicted_class (int64, -1 = unknown: score below
+            the threshold or non-finite outputs), and class_name (a list of str,
+            "unknown" for -1).
         """
         outputs = self._run(images)  # every runtime checks dtype and shape first
         outputs["predicted_class"] = outputs["predicted_class"].astype(np.int64)

@@ -50,7 +50,7 @@ def _class_table(class_file):
     return tf.lookup.StaticHashTable(initializer, default_value=UNKNOWN_CLASS_NAME)
 
 
-def _build_archive(model, image_shape, threshold, class_file=None, max_pixels=MAX_PIXELS):
+def _build_archive(model, image_shape, outputs_fn, class_file=None, max_pixels=MAX_PIXELS):
     """An ExportArchive with serving_default (+ serve_encoded and class_name with a class file)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -64,7 +64,7 @@ def _build_archive(model, image_shape, threshold, class_file=None, max_pixels=MA
         archive.track(holder)
 
     def outputs_for(images):
-        outputs = graph.open_set_outputs(model(images, training=False), threshold)
+        outputs = outputs_fn(images)
         if table is not None:
             outputs["class_name"] = table.lookup(outputs["predicted_class"])
         return outputs
@@ -100,6 +100,9 @@ def export_saved_model(
     warmup=True,
     overwrite=False,
     max_pixels=MAX_PIXELS,
+    open_score="msp",
+    score_params=None,
+    open_validation="",
 ):
     """Exports an OLTR (or plain) Keras model for TF Serving.
 
@@ -121,8 +124,10 @@ def export_saved_model(
             smaller models resize to (H, W)). A file whose header announces more than
             `max_pixels` pixels fails with an InvalidArgumentError before decoding.
         Both return logits [B, K], probabilities [B, K], reachability [B],
-        max_probability [B], predicted_class int64 [B] (-1 when max_probability <
-        threshold) and class_name string [B] ("unknown" for -1).
+        max_probability [B], open_score [B] (the score of the decision),
+        predicted_class int64 [B] (-1 when open_score < threshold or the outputs
+        are not finite: `graph.open_set_decision`) and class_name string [B]
+        ("unknown" for -1).
 
     The stage-1 plain model has no reachability; its reachability output is NaN (and
     metadata has_reachability=false) so that clients see one signature for both
@@ -133,7 +138,7 @@ def export_saved_model(
             and, for OLTR, "reachability".
         out_dir: base directory of the model server (the model_base_path's parent).
         class_names: K names, index i for class i.
-        threshold: open-set rejection threshold on the max probability.
+        threshold: open-set threshold on ``open_score``.
         model_name: TF Serving model name (directory under `out_dir`).
         version: positive integer version directory.
         threshold_source: provenance of the threshold, recorded in the metadata.
@@ -141,13 +146,18 @@ def export_saved_model(
         warmup: write TF Serving warmup requests.
         overwrite: replace an existing version directory.
         max_pixels: pixel budget (height * width) of one image sent to serve_encoded.
+        open_score: the decision's score (`keras_oltr.evaluation.open_scores`; "msp",
+            the paper's rule, by default).
+        score_params: its parameters ({"reachability_scale": s'} for msp_rescaled).
+        open_validation: how score and threshold were chosen (recorded in metadata).
 
     Returns:
         The path of the version directory.
     """
     image_shape = graph.model_image_shape(model)
     reachable = graph.has_reachability(model)
-    threshold = graph.check_threshold(threshold)
+    threshold = graph.check_threshold(threshold, open_score)
+    outputs_fn = graph.deployment_outputs_fn(model, threshold, open_score, score_params)
     num_classes = int(model.output["logits"].shape[-1])
     names = _check_class_names(class_names, num_classes)
     if not isinstance(version, int) or version < 1:
@@ -170,13 +180,16 @@ def export_saved_model(
         with open(class_file, "w", encoding="utf-8") as f:
             f.write("\n".join(names) + "\n")
         export_dir = os.path.join(staging, "export")
-        archive = _build_archive(model, image_shape, threshold, class_file, max_pixels)
+        archive = _build_archive(model, image_shape, outputs_fn, class_file, max_pixels)
         archive.write_out(export_dir, verbose=False)
         metadata = ExportMetadata(
             format="saved_model",
             class_names=names,
             threshold=threshold,
             threshold_source=threshold_source,
+            open_score=open_score,
+            score_params=score_params or {},
+            open_validation=open_validation,
             image_shape=image_shape,
             has_reachability=reachable,
             outputs=(*NUMERIC_OUTPUTS, "class_name"),
@@ -191,12 +204,16 @@ def export_saved_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logging.info(
-        "Exported SavedModel to %s (threshold %.4g, %s).", version_dir, threshold, threshold_source
+        "Exported SavedModel to %s (%s >= %.4g, %s).",
+        version_dir,
+        open_score,
+        threshold,
+        threshold_source,
     )
     return version_dir
 
 
-def write_numeric_saved_model(model, export_dir, threshold):
+def write_numeric_saved_model(model, export_dir, threshold, open_score="msp", score_params=None):
     """A SavedModel with only the numeric serving_default: the source for TFLite and ONNX.
 
     No string table, no run-time assertion and no decoding: the ops that TFLite
@@ -204,13 +221,13 @@ def write_numeric_saved_model(model, export_dir, threshold):
     """
     image_shape = graph.model_image_shape(model)
     graph.has_reachability(model)
-    threshold = graph.check_threshold(threshold)
+    outputs_fn = graph.deployment_outputs_fn(model, threshold, open_score, score_params)
     archive = keras.export.ExportArchive()
     archive.track(model)
 
     @tf.function(input_signature=[tf.TensorSpec((None, *image_shape), tf.float32, name="images")])
     def serving_default(images):
-        return graph.open_set_outputs(model(images, training=False), threshold)
+        return outputs_fn(images)
 
     archive.add_endpoint(SERVING_DEFAULT, serving_default)
     archive.write_out(export_dir, verbose=False)

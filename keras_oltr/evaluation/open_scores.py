@@ -1,0 +1,344 @@
+"""Open-set ("is this a known class?") scores of a model's outputs, and the decision rule.
+
+Every score is oriented so that **higher means more known**:
+
+* ``msp``: max softmax probability (the paper's rule, s as trained).
+* ``max_logit``: the largest logit.
+* ``energy``: logsumexp of the logits (the negative free energy, T = 1).
+* ``reachability`` (OLTR): s / gamma, gamma the distance of the direct feature to
+  its nearest centroid in the raw feature space.
+* ``reachability_l2`` (OLTR): max_k cos(v_direct, c_k), the cosine similarity of the
+  direct feature to its nearest centroid; equal to 1 - d^2 / 2 with d the
+  nearest-centroid distance between the L2-normalised feature and L2-normalised
+  centroids, so it ranks exactly as that distance does.
+* ``nearest_neighbour`` (OLTR): cosine similarity of the direct feature to its nearest
+  training feature, from a bank of at most 100 L2-normalised train features per class
+  stored in the model (the "knn_similarity" output of a NearestNeighbourScore layer;
+  deep k-NN, Sun et al. 2022).
+* ``max_cosine`` (OLTR): the largest cosine logit, scale * cos(v_meta, w_k), the
+  classifier's logit without the squash; it does not depend on s.
+* ``msp_rescaled`` (OLTR): the paper's rule with the reachability scale s of the
+  meta-embedding replaced by another value s' (chosen on validation). With
+  v_meta = (s / gamma) (v_direct + e * v_memory) and the squash
+  |v| / (1 + |v|) * v / |v| before the cosine classifier, the logits at s' are exact
+  from the outputs at s: logits' = logits * (s' / s) * (1 + m) / (1 + m'), m = |v_meta|
+  and m' = m s' / s (both with the squash's epsilon). The class ranking is the same
+  for every s'; only the max probability, and so the rejection, changes.
+
+The scores are written once, with keras.ops, and run on the model's output dict in
+evaluation (any backend) and inside the exported graphs (TensorFlow). The decision
+rule has a numpy form here (`open_set_decision`) and a graph form
+(`keras_oltr.export.graph.open_set_decision`), tested equal: predict the top-1 class
+when the row's probabilities are all finite, the score is finite and
+``score >= threshold``; else -1 ("unknown"). NaN or infinite pixels therefore give
+"unknown" in every runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+UNKNOWN_CLASS = -1
+MSP = "msp"
+MSP_RESCALED = "msp_rescaled"
+# Scores in the order they are tried; a tie in validation F goes to the earlier one.
+PLAIN_SCORES = (MSP, "max_logit", "energy")
+OLTR_SCORES = (
+    MSP,
+    MSP_RESCALED,
+    "reachability",
+    "reachability_l2",
+    "nearest_neighbour",
+    "max_cosine",
+    "max_logit",
+    "energy",
+)
+SCORE_DESCRIPTIONS = {
+    MSP: "max softmax probability (paper's rule)",
+    MSP_RESCALED: "max softmax probability with the reachability scale s tuned on validation",
+    "reachability": "s / nearest-centroid distance (raw feature space)",
+    "reachability_l2": "max cosine similarity of direct feature and centroids (L2-normalised)",
+    "nearest_neighbour": "cosine similarity to the nearest training feature (k-NN bank)",
+    "max_cosine": "max cosine logit (classifier logit without the squash)",
+    "max_logit": "max logit",
+    "energy": "logsumexp of the logits",
+}
+# s' values tried for msp_rescaled; the model's own s (10) is among them.
+DEFAULT_SCALE_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+_SQUASH_EPSILON = 1e-12  # as in keras_oltr.layers.cosine_classifier.squash
+_NORM_EPSILON = 1e-12
+
+
+def check_score_name(name: str) -> str:
+    """Returns ``name`` if it names an open score, else raises ValueError."""
+    if name not in SCORE_DESCRIPTIONS:
+        raise ValueError(
+            f"`open_score` must be one of {sorted(SCORE_DESCRIPTIONS)}. "
+            f"Received: open_score={name!r}"
+        )
+    return name
+
+
+def score_context(model: Any) -> dict[str, Any]:
+    """What the OLTR scores need besides the outputs: centroids and the trained s.
+
+    Returns {} for a model without a "meta_embedding" layer (the plain model).
+    """
+    try:
+        layer = model.get_layer("meta_embedding")
+    except (ValueError, AttributeError):
+        return {}
+    return {
+        "centroids": layer.memory.centroids,
+        "reachability_scale": float(layer.reachability_scale),
+    }
+
+
+def available_scores(outputs: Mapping[str, Any], context: Mapping[str, Any]) -> tuple[str, ...]:
+    """The scores that ``outputs`` (a model's output dict) and ``context`` allow."""
+    names = list(PLAIN_SCORES)
+    if "reachability" in outputs:
+        names.append("reachability")
+    if "direct_feature" in outputs and "centroids" in context:
+        names.append("reachability_l2")
+    if "knn_similarity" in outputs:
+        names.append("nearest_neighbour")
+    if "meta_embedding" in outputs and "reachability_scale" in context:
+        names += ["max_cosine", MSP_RESCALED]
+    return tuple(n for n in OLTR_SCORES if n in names)
+
+
+def _meta_norm(ops, meta):
+    return ops.sqrt(ops.sum(ops.square(meta), axis=-1) + _SQUASH_EPSILON)
+
+
+def rescaled_logits(outputs: Mapping[str, Any], trained_scale: float, scale: float):
+    """The logits the model gives with reachability scale ``scale`` instead of ``trained_scale``."""
+    from keras import ops
+
+    logits = outputs["logits"]
+    meta = ops.cast(outputs["meta_embedding"], logits.dtype)
+    ratio = float(scale) / float(trained_scale)
+    norm = _meta_norm(ops, meta)
+    new_norm = ops.sqrt(ops.sum(ops.square(meta), axis=-1) * ratio**2 + _SQUASH_EPSILON)
+    return logits * (ratio * (1.0 + norm) / (1.0 + new_norm))[:, None]
+
+
+def compute_score(
+    name: str,
+    outputs: Mapping[str, Any],
+    context: Mapping[str, Any] | None = None,
+    *,
+    scale: float | None = None,
+):
+    """One open score [B] (higher = more known) from a model's output dict, in keras.ops.
+
+    Args:
+        name: one of `SCORE_DESCRIPTIONS`.
+        outputs: the model's outputs: "logits", "probabilities" and, for the OLTR
+            scores, "reachability", "direct_feature", "meta_embedding".
+        context: `score_context(model)` (centroids, trained reachability scale).
+        scale: s' of "msp_rescaled".
+    """
+    from keras import ops
+
+    check_score_name(name)
+    context = context or {}
+    logits = outputs["logits"]
+    if name == MSP:
+        return ops.max(outputs["probabilities"], axis=-1)
+    if name == "max_logit":
+        return ops.max(logits, axis=-1)
+    if name == "energy":
+        return ops.logsumexp(logits, axis=-1)
+    if name == "reachability":
+        return ops.reshape(outputs["reachability"], (-1,))
+    if name == "nearest_neighbour":
+        return ops.reshape(outputs["knn_similarity"], (-1,))
+    if name == "reachability_l2":
+        feature = ops.cast(outputs["direct_feature"], "float32")
+        centroids = ops.cast(ops.convert_to_tensor(context["centroids"]), "float32")
+        feature = feature / ops.maximum(ops.norm(feature, axis=-1, keepdims=True), _NORM_EPSILON)
+        centroids = centroids / ops.maximum(
+            ops.norm(centroids, axis=-1, keepdims=True), _NORM_EPSILON
+        )
+        return ops.max(ops.matmul(feature, ops.transpose(centroids)), axis=-1)
+    meta = ops.cast(outputs["meta_embedding"], logits.dtype)
+    if name == "max_cosine":
+        norm = _meta_norm(ops, meta)
+        return ops.max(logits, axis=-1) * (1.0 + norm) / norm
+    if scale is None:
+        raise ValueError("`scale` (s') is needed for the msp_rescaled score. Received: scale=None")
+    new_logits = rescaled_logits(outputs, context["reachability_scale"], scale)
+    return ops.max(ops.softmax(new_logits, axis=-1), axis=-1)
+
+
+def compute_scores(
+    outputs: Mapping[str, Any],
+    context: Mapping[str, Any] | None = None,
+    *,
+    scale_grid: Sequence[float] = DEFAULT_SCALE_GRID,
+) -> dict[str, Any]:
+    """Every available score of one batch; "msp_rescaled" once per s' as "msp_rescaled@<s'>"."""
+    context = context or {}
+    scores = {}
+    for name in available_scores(outputs, context):
+        if name == MSP_RESCALED:
+            for s in scale_grid:
+                scores[rescaled_key(s)] = compute_score(name, outputs, context, scale=s)
+        else:
+            scores[name] = compute_score(name, outputs, context)
+    return scores
+
+
+def rescaled_key(scale: float) -> str:
+    """The key of msp_rescaled at s' in `compute_scores`' result."""
+    return f"{MSP_RESCALED}@{float(scale):g}"
+
+
+# ----------------------------------------------------------------------------
+# The decision rule (numpy form; the graph form is keras_oltr.export.graph's)
+# ----------------------------------------------------------------------------
+
+
+def top1(probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 class, row is finite) of a [N, K] probability matrix; ties take the lowest index."""
+    probabilities = np.asarray(probabilities)
+    with np.errstate(invalid="ignore"):
+        finite = np.abs(probabilities).sum(axis=-1) < np.inf
+    filled = np.where(np.isnan(probabilities), -np.inf, probabilities)
+    return np.argmax(filled, axis=-1).astype(np.int64), finite
+
+
+def open_set_decision(
+    predicted_class: Any, score: Any, threshold: float, *, valid: Any = None
+) -> np.ndarray:
+    """The open-set rule: the top-1 class, or -1 where it is not trusted.
+
+    -1 where ``score < threshold``, where the score is NaN or infinite, or where the
+    row's outputs were not finite (``valid`` False; see `top1`).
+
+    Args:
+        predicted_class: [N] top-1 class.
+        score: [N] open score (higher = more known).
+        threshold: the score's threshold.
+        valid: optional [N] booleans, False for rows with non-finite outputs.
+    """
+    predicted = np.asarray(predicted_class).astype(np.int64)
+    score = np.asarray(score, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        known = (np.abs(score) < np.inf) & (score >= float(threshold))
+    if valid is not None:
+        known &= np.asarray(valid, dtype=bool)
+    return np.where(known, predicted, UNKNOWN_CLASS)
+
+
+def ranking_score(score: Any, valid: Any = None) -> np.ndarray:
+    """``score`` as float64, NaN/inf (and invalid rows) at -inf: rejected and ranked last."""
+    score = np.asarray(score, dtype=np.float64)
+    ok = np.isfinite(score)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    return np.where(ok, score, -np.inf)
+
+
+# ----------------------------------------------------------------------------
+# Threshold selection and the per-score table (validation only chooses)
+# ----------------------------------------------------------------------------
+
+
+def _at_least(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return sorted_values.size - np.searchsorted(sorted_values, thresholds, side="left")
+
+
+def _f_arrays(tp, fp, fn):
+    def ratio(numerator, denominator):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0.0)
+
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    return precision, recall, ratio(2.0 * precision * recall, precision + recall)
+
+
+def select_score_threshold(
+    predicted_class: Any, score: Any, labels: Any, *, valid: Any = None
+) -> dict[str, Any]:
+    """The threshold on ``score`` that maximises the open-set F on a validation split.
+
+    Candidates are the distinct finite scores (F only changes there); ties in F go to
+    the lowest threshold. A sample counts as accepted when the decision rule
+    (`open_set_decision`) accepts it. Without open images F is maximal when nothing
+    is rejected, so the lowest candidate wins.
+
+    Returns:
+        dict with "threshold", "open_f", "precision", "recall", "used_open",
+        "num_known", "num_open".
+    """
+    predicted = np.asarray(predicted_class).astype(np.int64)
+    labels = np.asarray(labels).astype(np.int64)
+    score = ranking_score(score, valid)
+    if labels.size == 0:
+        raise ValueError("`val` must hold at least one image. Received: an empty split")
+    candidates = np.unique(score[np.isfinite(score)])
+    if candidates.size == 0:
+        raise ValueError("No finite open score on the validation split: cannot choose a threshold.")
+    known = labels >= 0
+    n_known, n_open = int(known.sum()), int((~known).sum())
+    tp = _at_least(np.sort(score[known & (predicted == labels)]), candidates).astype(np.float64)
+    fn = _at_least(np.sort(score[~known]), candidates).astype(np.float64)
+    precision, recall, f = _f_arrays(tp, n_known - tp, fn)
+    best = int(np.argmax(f))  # first maximum = lowest threshold
+    return {
+        "threshold": float(candidates[best]),
+        "open_f": float(f[best]),
+        "precision": float(precision[best]),
+        "recall": float(recall[best]),
+        "used_open": n_open > 0,
+        "num_known": n_known,
+        "num_open": n_open,
+    }
+
+
+def choose_open_score(
+    val_predicted: Any,
+    val_scores: Mapping[str, Any],
+    val_labels: Any,
+    *,
+    val_valid: Any = None,
+) -> dict[str, Any]:
+    """Picks the score and threshold with the best validation open-set F.
+
+    ``val_scores`` is `compute_scores`' dict (numpy). Every score gets its own best
+    threshold; "msp_rescaled@<s'>" entries compete as one score "msp_rescaled"
+    whose s' is the best of the grid. Ties go to the earlier score of `OLTR_SCORES`
+    (MSP first) and, within the grid, to the smaller s'.
+
+    Returns:
+        {"chosen": {"score", "score_params", "threshold", "open_f", ...},
+         "per_score": {name: selection dict (with "score_params")},
+         "scale_grid": {s': selection dict} (empty for the plain model)}.
+    """
+    per_score, grid = {}, {}
+    for key, values in val_scores.items():
+        selection = select_score_threshold(val_predicted, values, val_labels, valid=val_valid)
+        if key.startswith(MSP_RESCALED + "@"):
+            scale = float(key.split("@", 1)[1])
+            grid[scale] = selection | {"score_params": {"reachability_scale": scale}}
+        else:
+            per_score[key] = selection | {"score_params": {}}
+    if grid:
+        best_scale = max(sorted(grid), key=lambda s: (grid[s]["open_f"], -s))
+        per_score[MSP_RESCALED] = grid[best_scale]
+    order = [n for n in OLTR_SCORES if n in per_score]
+    best = max(order, key=lambda n: (per_score[n]["open_f"], -order.index(n)))
+    chosen = {"score": best, **per_score[best]}
+    return {"chosen": chosen, "per_score": per_score, "scale_grid": grid}
+
+
+def score_array(scores: Mapping[str, Any], name: str, params: Mapping[str, Any] | None = None):
+    """The array of score ``name`` (with its params) from a `compute_scores` dict."""
+    if name == MSP_RESCALED:
+        return scores[rescaled_key((params or {})["reachability_scale"])]
+    return scores[name]
