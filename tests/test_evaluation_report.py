@@ -107,7 +107,8 @@ def test_report_prints_na_for_empty_group_and_missing_reachability(tmp_path):
     R.write_report(metrics, str(tmp_path), model_name="plain", dataset_name="tiny")
     report = (tmp_path / "report.md").read_text()
     table_row = next(line for line in report.splitlines() if line.startswith("| plain"))
-    assert table_row.count("n/a") == 4  # closed medium/few, open medium/few
+    # closed medium/few, open medium/few, and the two val-rule columns (no val split)
+    assert table_row.count("n/a") == 6
     assert "| reachability    | n/a" in report
 
 
@@ -271,3 +272,57 @@ def test_compare_cli_averages_seeds(tmp_path, capsys, compare_cli):
     expected = f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
     assert expected in oltr_line and "| 2 " in oltr_line
     assert "| plain | 1 " in output
+
+
+def _scored_metrics(seed):
+    """Metrics with a validation split and an extra "energy" score (random data)."""
+    rng = np.random.default_rng(seed)
+    k = TRAIN_COUNTS.size
+
+    def split(n):
+        labels = rng.integers(-1, k, n)
+        logits = (
+            rng.normal(size=(n, k)) * 2
+            + 3 * np.eye(k)[np.maximum(labels, 0)] * (labels >= 0)[:, None]
+        )
+        energy = np.log(np.exp(logits).sum(1))
+        return labels, logits, energy
+
+    labels, logits, energy = split(300)
+    val_labels, val_logits, val_energy = split(200)
+    return M.evaluate_predictions(
+        logits,
+        labels,
+        TRAIN_COUNTS,
+        from_logits=True,
+        open_scores={"energy": energy},
+        val={"labels": val_labels, "logits": val_logits, "open_scores": {"energy": val_energy}},
+    )
+
+
+def test_score_tables_per_model_and_val_rule_columns(tmp_path, capsys, compare_cli):
+    metrics = [_scored_metrics(seed) for seed in (0, 1)]
+    documents = [
+        R.write_report(m, str(tmp_path / f"run{i}"), model_name="plain", dataset_name="fake")
+        for i, m in enumerate(metrics)
+    ]
+    tables = R.aggregate_score_tables(documents)
+    (table,) = tables.values()
+    energy_line = next(line for line in table.splitlines() if line.startswith("| energy"))
+    values = [m["open_scores"]["scores"]["energy"]["auroc"] for m in metrics]
+    assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in energy_line
+    chosen = sum(m["threshold_selection"]["score"] == "energy" for m in metrics)
+    assert energy_line.rstrip(" |").endswith(f"{chosen}/2")
+    row = R.results_row(documents[0])
+    selection = metrics[0]["threshold_selection"]
+    assert row["open_f_val_rule"] == selection["test"]["f_measure"]
+    assert (
+        row["auroc_val_score"] == metrics[0]["open_scores"]["scores"][selection["score"]]["auroc"]
+    )
+    compare_cli.flags.FLAGS(["compare"])
+    assert (
+        compare_cli.main(["compare", *(str(tmp_path / f"run{i}" / "metrics.json") for i in (0, 1))])
+        == 0
+    )
+    output = capsys.readouterr().out
+    assert "Open scores of plain" in output and energy_line in output

@@ -5,7 +5,8 @@ Usage::
     python trainers/compare.py runs/*/eval/stage2/metrics.json runs/*/eval/stage1/metrics.json
     python trainers/compare.py --glob='runs/seed*/eval/stage*/metrics.json'
 
-Runs with the same ``model_name`` (e.g. several seeds of "oltr") are averaged.
+Runs with the same ``model_name`` (e.g. several seeds of "oltr") are averaged; a
+second table per model lists every open score's AUROC / AUPR / FPR@95TPR.
 """
 
 import glob
@@ -19,6 +20,7 @@ _GLOB = flags.DEFINE_multi_string("glob", [], "Glob pattern(s) of metrics.json f
 def main(argv):
     from keras_oltr.evaluation.report import (
         aggregate_rows,
+        aggregate_score_tables,
         format_results_table,
         load_metrics_json,
         results_row,
@@ -46,6 +48,9 @@ def main(argv):
         }
     )
     print(format_results_table(aggregate_rows(rows)))
+    for model, table in aggregate_score_tables(documents).items():
+        print(f"\nOpen scores of {model} (test; higher = more known; open = positive):")
+        print(table)
     print(f"{len(paths)} runs; (shot groups, threshold): {conventions}")
     if len(conventions) > 1:
         print("warning: runs use different conventions; their numbers are not comparable")

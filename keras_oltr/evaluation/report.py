@@ -293,6 +293,8 @@ RESULT_COLUMNS = (
     ("open_few", "few", True),
     ("open_f", "open F", False),
     ("auroc_msp", "AUROC msp", False),
+    ("open_f_val_rule", "open F (val rule)", False),
+    ("auroc_val_score", "AUROC (val score)", False),
 )
 
 
@@ -300,7 +302,9 @@ def results_row(metrics: Mapping[str, Any], model_name: str | None = None) -> di
     """One table row from an `evaluate_predictions` dict or a metrics.json document.
 
     Returns:
-        {"model": name, "closed_many", ..., "open_f", "auroc_msp"} (floats or None).
+        {"model": name, "closed_many", ..., "open_f", "auroc_msp", "open_f_val_rule"
+        (test F with the validation-chosen score and threshold), "auroc_val_score"
+        (test AUROC of that score)} (floats or None).
     """
     if "metrics" in metrics and "closed" not in metrics:
         model_name = model_name or metrics.get("model_name")
@@ -313,7 +317,58 @@ def results_row(metrics: Mapping[str, Any], model_name: str | None = None) -> di
         row[f"open_{group}"] = open_.get(group)
     row["open_f"] = open_.get("f_measure")
     row["auroc_msp"] = (metrics.get("threshold_free") or {}).get("msp", {}).get("auroc")
+    selection = metrics.get("threshold_selection") or {}
+    row["open_f_val_rule"] = (selection.get("test") or {}).get("f_measure")
+    chosen = (metrics.get("open_scores") or {}).get("scores", {}).get(selection.get("score"))
+    row["auroc_val_score"] = (chosen or {}).get("auroc")
     return row
+
+
+SCORE_COLUMNS = (("auroc", "AUROC"), ("aupr", "AUPR"), ("fpr_at_95_tpr", "FPR@95TPR"))
+
+
+def aggregate_score_tables(documents: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """One Markdown table per model name: every open score's AUROC/AUPR/FPR95, mean ± std.
+
+    Args:
+        documents: metrics.json documents (several seeds of a model share its name).
+
+    Returns:
+        {model name: table}; the last column counts the runs whose validation chose
+        the score.
+    """
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for document in documents:
+        grouped.setdefault(str(document["model_name"]), []).append(document["metrics"])
+    tables = {}
+    for model, members in grouped.items():
+        names: dict[str, None] = {}
+        for metrics in members:
+            names.update(dict.fromkeys((metrics.get("open_scores") or {}).get("scores", {})))
+        rows = []
+        for name in names:
+            entries = [
+                m["open_scores"]["scores"][name]
+                for m in members
+                if name in (m.get("open_scores") or {}).get("scores", {})
+            ]
+            chosen = sum((m.get("threshold_selection") or {}).get("score") == name for m in members)
+            row = [name]
+            for key, _ in SCORE_COLUMNS:
+                values = np.array(
+                    [float(e[key]) for e in entries if not _is_missing(e.get(key))], np.float64
+                )
+                aggregate = {
+                    "mean": float(values.mean()) if values.size else None,
+                    "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                    "n": int(values.size),
+                }
+                row.append(_fmt(aggregate, digits=4))
+            rows.append([*row, f"{chosen}/{len(members)}"])
+        if rows:
+            header = ["score", *(title for _, title in SCORE_COLUMNS), "chosen on val"]
+            tables[model] = _markdown_table(header, rows)
+    return tables
 
 
 def aggregate_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
