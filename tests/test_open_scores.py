@@ -156,14 +156,14 @@ def test_select_score_threshold_hand_computed():
     predicted = np.array([0, 1, 0, 0, 1, 2])
     score = np.array([-1.0, -2.0, -3.0, -2.0, -2.5, -4.0])
     # t = -2: TP 3 (scores -1, -2, -2), FP 1, FN 0 -> F = 2*0.75*1 / 1.75.
-    chosen = S.select_score_threshold(predicted, score, labels)
+    chosen = M.select_score_threshold(predicted, score, labels)
     assert chosen["threshold"] == -2.0
     assert chosen["open_f"] == pytest.approx(2 * 0.75 / 1.75)
     # A NaN score never counts as accepted, and is never a candidate.
-    chosen = S.select_score_threshold(predicted, np.r_[score[:5], np.nan], labels)
+    chosen = M.select_score_threshold(predicted, np.r_[score[:5], np.nan], labels)
     assert chosen["threshold"] == -2.0 and chosen["num_open"] == 2
     # Ties in F go to the lowest threshold: no open images -> accept everything.
-    chosen = S.select_score_threshold(predicted[:4], score[:4], labels[:4])
+    chosen = M.select_score_threshold(predicted[:4], score[:4], labels[:4])
     assert chosen["threshold"] == -3.0 and chosen["used_open"] is False
 
 
@@ -172,7 +172,7 @@ def test_choose_open_score_prefers_best_val_f_and_msp_on_ties():
     predicted = np.array([0, 1, 0, 1, 0, 1])
     mixed = np.array([0.9, 0.2, 0.8, 0.7, 0.6, 0.3])  # open in between known
     separating = np.array([5.0, 4.0, 6.0, 4.5, 1.0, 0.5])
-    choice = S.choose_open_score(
+    choice = M.choose_open_score(
         predicted,
         {
             "msp": mixed,
@@ -186,7 +186,7 @@ def test_choose_open_score_prefers_best_val_f_and_msp_on_ties():
     # msp_rescaled (earlier in OLTR_SCORES) and energy tie at F = 1.
     assert choice["chosen"]["score"] == "msp_rescaled"
     assert choice["chosen"]["open_f"] == 1.0 and choice["chosen"]["threshold"] == 4.0
-    tied = S.choose_open_score(predicted, {"msp": mixed, "energy": mixed}, labels)
+    tied = M.choose_open_score(predicted, {"msp": mixed, "energy": mixed}, labels)
     assert tied["chosen"]["score"] == "msp"
 
 

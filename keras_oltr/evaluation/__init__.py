@@ -1,8 +1,9 @@
 """OLTR evaluation: metrics over numpy arrays, reports, plots and model evaluation.
 
-`metrics` holds the numbers (SPEC.md sections 1 and 6, plus threshold-free open-set
-metrics and calibration); `report` writes metrics.json / report.md and result tables;
-`plots` draws PNGs from a metrics dict; `evaluate` runs a Keras model over a dataset.
+`metrics` combines the numbers of `closed_set`, `open_set`, `ranking`, `calibration`
+and `open_scores` (the candidate open scores, chosen on validation); `report` writes
+metrics.json / report.md and result tables; `plots` draws PNGs from a metrics dict;
+`evaluate` runs a Keras model over a dataset.
 """
 
 from keras_oltr.evaluation.evaluate import (

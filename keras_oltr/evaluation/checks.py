@@ -1,0 +1,154 @@
+"""Input checks shared by the metric modules: 1-D arrays, labels, top-1 predictions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from keras_oltr.evaluation.shot_groups import CONVENTIONS
+
+
+def as_1d(name: str, value: Any, kind: str) -> np.ndarray:
+    """Converts ``value`` to a 1-D array of integers ("int") or floats ("float")."""
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D array. Received: {name}.shape={array.shape}")
+    if kind == "int":
+        if array.size and not (
+            np.issubdtype(array.dtype, np.integer)
+            or (
+                np.issubdtype(array.dtype, np.floating)
+                and np.all(np.isfinite(array))
+                and np.all(array == np.round(array))
+            )
+        ):
+            raise ValueError(f"`{name}` must hold integers. Received: {name}.dtype={array.dtype}")
+        return array.astype(np.int64, copy=False)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"`{name}` must hold numbers. Received: {name}.dtype={array.dtype}")
+    array = array.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(array)):
+        bad = array[~np.isfinite(array)][:3]
+        raise ValueError(f"`{name}` must be finite. Received non-finite values in {name}: {bad}")
+    return array
+
+
+def check_same_length(reference: tuple[str, np.ndarray], *others: tuple[str, np.ndarray]):
+    ref_name, ref = reference
+    for name, array in others:
+        if array.shape[0] != ref.shape[0]:
+            raise ValueError(
+                f"`{name}` and `{ref_name}` must have the same length. Received: "
+                f"len({name})={array.shape[0]}, len({ref_name})={ref.shape[0]}"
+            )
+
+
+def check_convention(convention: str) -> str:
+    """Returns ``convention`` if it names a shot-group convention, else raises."""
+    if convention not in CONVENTIONS:
+        raise ValueError(
+            f"`convention` must be one of {CONVENTIONS}. Received: convention={convention!r}"
+        )
+    return convention
+
+
+def check_threshold(threshold: float, name: str = "threshold") -> float:
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number. Received: {name}={threshold!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={threshold!r}")
+    return value
+
+
+def check_train_counts(train_counts: Any) -> np.ndarray:
+    """Validates per-class train counts (1-D, non-negative integers, at least one class)."""
+    counts = as_1d("train_counts", train_counts, "int")
+    if counts.size == 0:
+        raise ValueError("`train_counts` must hold at least one class. Received: an empty array")
+    if np.any(counts < 0):
+        raise ValueError(
+            f"`train_counts` must be non-negative. Received: min(train_counts)={counts.min()}"
+        )
+    return counts
+
+
+def check_labels(labels: Any, num_classes: int, name: str = "labels") -> np.ndarray:
+    """Validates labels in [0, num_classes) or -1 (open)."""
+    labels = as_1d(name, labels, "int")
+    if labels.size and (labels.min() < -1 or labels.max() >= num_classes):
+        raise ValueError(
+            f"`{name}` must be -1 (open) or in [0, {num_classes}). Received: "
+            f"min({name})={labels.min()}, max({name})={labels.max()}"
+        )
+    return labels
+
+
+def check_top1(
+    predicted_class: Any,
+    max_probability: Any,
+    labels: Any,
+    num_classes: int,
+    prefix: str = "",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validates top-1 predictions, max probabilities and labels; returns numpy arrays."""
+    pred = as_1d(prefix + "predicted_class", predicted_class, "int")
+    prob = as_1d(prefix + "max_probability", max_probability, "float")
+    labels = check_labels(labels, num_classes, prefix + "labels")
+    check_same_length(
+        (prefix + "labels", labels),
+        (prefix + "predicted_class", pred),
+        (prefix + "max_probability", prob),
+    )
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
+        raise ValueError(
+            f"`{prefix}predicted_class` must be in [0, {num_classes}). Received: "
+            f"min={pred.min()}, max={pred.max()}"
+        )
+    if prob.size and (prob.min() < 0.0 or prob.max() > 1.0 + 1e-6):
+        raise ValueError(
+            f"`{prefix}max_probability` must be in [0, 1]. Received: "
+            f"min={prob.min()}, max={prob.max()}"
+        )
+    return pred, np.minimum(prob, 1.0), labels  # float32 softmax may exceed 1 by an ulp
+
+
+def top1_from_scores(scores: Any, *, from_logits: bool = False, name: str = "probabilities"):
+    """Returns ``(predicted_class, max_probability)`` from an [N, K] score matrix.
+
+    Args:
+        scores: [N, K] softmax probabilities, or logits when ``from_logits``.
+        from_logits: apply a (numerically stable) softmax first.
+        name: argument name used in error messages.
+
+    Raises:
+        ValueError: for a matrix that is not 2-D, not finite, or (without
+            ``from_logits``) whose rows are not probability distributions.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] == 0:
+        raise ValueError(
+            f"`{name}` must be a 2-D [num_samples, num_classes] array. "
+            f"Received: {name}.shape={scores.shape}"
+        )
+    scores = scores.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"`{name}` must be finite. Received: {name} with NaN or inf entries")
+    predicted = np.argmax(scores, axis=1)
+    if from_logits:
+        # max softmax = 1 / sum_j exp(z_j - z_max), stable for any logit scale.
+        top = scores[np.arange(scores.shape[0]), predicted]
+        max_probability = 1.0 / np.exp(scores - top[:, None]).sum(axis=1)
+    else:
+        row_sums = scores.sum(axis=1)
+        if scores.size and (scores.min() < -1e-6 or np.max(np.abs(row_sums - 1.0)) > 1e-3):
+            raise ValueError(
+                f"`{name}` rows must be probability distributions (non-negative, summing "
+                "to 1); pass from_logits=True for logits. Received: "
+                f"min={scores.min():.4g}, row sums in [{row_sums.min():.4g}, "
+                f"{row_sums.max():.4g}]"
+            )
+        max_probability = np.clip(scores[np.arange(scores.shape[0]), predicted], 0.0, 1.0)
+    return predicted.astype(np.int64), max_probability
