@@ -571,12 +571,22 @@ def format_open_score_table(open_scores: Mapping[str, Any]) -> str:
                 _fmt(row["auroc"], digits=4),
                 _fmt(row["aupr"], digits=4),
                 _fmt(row["fpr_at_95_tpr"], digits=4),
+                _fmt(row.get("val_auroc"), digits=4),
                 _fmt(row.get("val_threshold"), digits=4),
                 _fmt(row.get("val_open_f")),
                 _fmt(at.get("f_measure")),
             ]
         )
-    header = ["score", "AUROC", "AUPR", "FPR@95TPR", "val threshold", "val F", "test F @ val t"]
+    header = [
+        "score",
+        "AUROC",
+        "AUPR",
+        "FPR@95TPR",
+        "val AUROC",
+        "val threshold",
+        "val F",
+        "test F @ val t",
+    ]
     return _markdown_table(header, rows)
 
 
@@ -588,9 +598,11 @@ def _open_score_section(open_scores: Mapping[str, Any] | None, model_name: str) 
         "",
         format_open_score_table(open_scores),
         "",
-        "Each score's threshold maximises the open-set F on validation (known val + open "
-        "val) only; the chosen score is the one with the best validation F (ties: the "
-        "earlier row). Test F is at that validation threshold.",
+        "AUROC, AUPR and FPR@95TPR are on test. The score and every threshold are "
+        "chosen on validation only (known val + open val, never test; "
+        "`keras_oltr.evaluation.open_set.choose_open_score`): each score's threshold "
+        "maximises the validation open-set F (ties: the lowest threshold), and ties "
+        "between scores go to the earlier row. Test F is at that validation threshold.",
         "",
     ]
     grid = open_scores.get("scale_grid") or {}
