@@ -6,6 +6,7 @@ Both are evaluated on their best-validation checkpoints (never on test). Prints 
 writes a mean +- std table.
 
     python benchmarks/quality.py --seeds=0,1,2 --out=runs/quality
+    python benchmarks/quality.py --dataset=mixed_mnist_lt_b --out=runs/quality_b
 """
 
 import dataclasses
@@ -20,6 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 FLAGS = flags.FLAGS
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
 flags.DEFINE_string("preset", "mixed_mnist_lt", "Experiment preset.")
+flags.DEFINE_string(
+    "dataset", None, "Benchmark to run: the preset of this name (overrides --preset)."
+)
 flags.DEFINE_string("out", "runs/quality", "Output folder.")
 
 
@@ -37,7 +41,7 @@ def main(argv):
     from keras_oltr.training import get_preset, run_experiment
 
     logging.set_verbosity(logging.INFO)
-    base = get_preset(FLAGS.preset)
+    base = get_preset(FLAGS.dataset or FLAGS.preset)
     dataset = get_dataset(base.dataset, **base.dataset_kwargs)
     total_epochs = base.stage1.epochs + base.stage2.epochs
     rows, timings = [], {}

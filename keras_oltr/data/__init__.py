@@ -8,7 +8,7 @@ Importing this package registers the built-in datasets; build one by name::
 """
 
 # Imported for their registrations: imagenet_lt, places_lt, custom (split_files),
-# cifar10_lt, cifar100_lt (cifar_lt), mixed_mnist_lt.
+# cifar10_lt, cifar100_lt (cifar_lt), mixed_mnist_lt and mixed_mnist_lt_b.
 from keras_oltr.data import cifar_lt, mixed_mnist_lt, split_files  # noqa: F401
 from keras_oltr.data.array_dataset import ArrayDataset
 from keras_oltr.data.base import LongTailDataset
