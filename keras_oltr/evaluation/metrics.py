@@ -287,6 +287,7 @@ def open_score_table(
             )
             row["val_threshold"] = picked["threshold"]
             row["val_open_f"] = picked["open_f"]
+            row["val_auroc"] = picked.get("val_auroc")
             row["test_at_val_threshold"] = {
                 k: at[k]
                 for k in ("f_measure", "precision", "recall", "overall", "open_rejection_rate")

@@ -27,6 +27,7 @@ from keras_oltr.evaluation.checks import (
 )
 from keras_oltr.evaluation.closed_set import per_class_accuracy
 from keras_oltr.evaluation.open_scores import open_set_decision
+from keras_oltr.evaluation.ranking import auroc
 from keras_oltr.evaluation.shot_groups import SHOT_GROUPS, group_accuracies, shot_groups
 
 DEFAULT_THRESHOLD = 0.1
@@ -311,6 +312,14 @@ def select_score_threshold(
     }
 
 
+def _val_auroc(values: Any, val_labels: np.ndarray, val_valid: Any = None) -> float:
+    """Known-vs-open AUROC of a higher-is-known score on validation (NaN without opens)."""
+    ranked = scores_lib.ranking_score(values, val_valid)
+    finite = np.isfinite(ranked)
+    low = ranked[finite].min() - 1.0 if finite.any() else 0.0
+    return auroc(np.asarray(val_labels) < 0, -np.where(finite, ranked, low))
+
+
 def choose_open_score(
     val_predicted: Any,
     val_scores: Mapping[str, Any],
@@ -318,30 +327,47 @@ def choose_open_score(
     *,
     val_valid: Any = None,
 ) -> dict[str, Any]:
-    """Picks the score and threshold with the best validation open-set F.
+    """Picks the open score by validation AUROC, and its threshold by validation F.
 
-    ``val_scores`` is `open_scores.compute_scores`' dict (numpy). Every score gets its own best
-    threshold; "msp_rescaled@<s'>" entries compete as one score "msp_rescaled"
-    whose s' is the best of the grid. Ties go to the earlier score of `OLTR_SCORES`
-    (MSP first) and, within the grid, to the smaller s'.
+    The score is the one that best separates known from open validation images
+    (AUROC, threshold-free); its threshold is the one that maximises the open-set F
+    on validation. Choosing the score by F instead would rest on a handful of images:
+    every score of a model shares its top-1 predictions, so F differs between scores
+    only through the few images near the threshold. Without open validation images
+    AUROC is undefined and the score is chosen by F (ties: the earlier score).
+
+    ``val_scores`` is `open_scores.compute_scores`' dict (numpy). Every score gets its
+    own best threshold; "msp_rescaled@<s'>" entries compete as one score
+    "msp_rescaled" whose s' is the best of the grid by the same rule. Ties go to the
+    earlier score of `OLTR_SCORES` (MSP first) and, within the grid, to the smaller s'.
 
     Returns:
-        {"chosen": {"score", "score_params", "threshold", "open_f", ...},
-         "per_score": {name: selection dict (with "score_params")},
+        {"chosen": {"score", "score_params", "threshold", "open_f", "val_auroc", ...},
+         "per_score": {name: selection dict (with "score_params", "val_auroc")},
          "scale_grid": {s': selection dict} (empty for the plain model)}.
     """
+    labels = np.asarray(val_labels)
+    has_open = bool(np.any(labels < 0)) and bool(np.any(labels >= 0))
+
+    def rank_key(selection):
+        val_auroc = selection["val_auroc"] if has_open else 0.0
+        return (0.0 if math.isnan(val_auroc) else val_auroc, selection["open_f"])
+
     per_score, grid = {}, {}
     for key, values in val_scores.items():
         selection = select_score_threshold(val_predicted, values, val_labels, valid=val_valid)
+        selection = selection | {
+            "val_auroc": _val_auroc(values, labels, val_valid) if has_open else math.nan
+        }
         if key.startswith(scores_lib.MSP_RESCALED + "@"):
             scale = float(key.split("@", 1)[1])
             grid[scale] = selection | {"score_params": {"reachability_scale": scale}}
         else:
             per_score[key] = selection | {"score_params": {}}
     if grid:
-        best_scale = max(sorted(grid), key=lambda s: (grid[s]["open_f"], -s))
+        best_scale = max(sorted(grid), key=lambda s: (*rank_key(grid[s]), -s))
         per_score[scores_lib.MSP_RESCALED] = grid[best_scale]
     order = [n for n in scores_lib.OLTR_SCORES if n in per_score]
-    best = max(order, key=lambda n: (per_score[n]["open_f"], -order.index(n)))
+    best = max(order, key=lambda n: (*rank_key(per_score[n]), -order.index(n)))
     chosen = {"score": best, **per_score[best]}
     return {"chosen": chosen, "per_score": per_score, "scale_grid": grid}
