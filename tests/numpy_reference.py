@@ -42,7 +42,7 @@ def np_meta_embedding(v, c, hal_w, hal_b, sel_w, sel_b, s):
 
 
 def np_modulated_attention(f, weights):
-    """SPEC 2 on f [B, H, W, C]; 1x1 convs are per-position matmuls."""
+    """Modulated attention on f [B, H, W, C]; 1x1 convs are per-position matmuls."""
     b, h, w, c = f.shape
     x = f.reshape(b, h * w, c)
     theta = x @ weights["theta_k"] + weights["theta_b"]

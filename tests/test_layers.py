@@ -1,6 +1,6 @@
 """Tests of the OLTR layers: shapes, weights, config, saving, bad arguments, numerics.
 
-Every numeric check compares against the SPEC formulas written out in numpy here,
+Every numeric check compares against the formulas written out in numpy (numpy_reference.py),
 not against the code under test.
 """
 

@@ -1,4 +1,4 @@
-"""Tests of the OLTR losses against SPEC section 3 and 4 written out in numpy."""
+"""Tests of the OLTR losses against the large-margin loss and centroid step written out in numpy."""
 
 import numpy as np
 import pytest
@@ -9,11 +9,11 @@ from keras_oltr.losses import cross_entropy, large_margin_loss, log_class_prior
 RTOL = 1e-5
 
 
-# ----------------------------------------------------------------------------- numpy SPEC
+# ----------------------------------------------------------------------------- numpy formulas
 
 
 def np_large_margin(v, y, c, margin=10.0, repel_weight=0.01):
-    """Returns (loss, attract, repel, active) of SPEC section 3, in float64."""
+    """Returns (loss, attract, repel, active) of the large-margin loss, in float64."""
     v, c = v.astype(np.float64), c.astype(np.float64)
     b, k = len(y), len(c)
     sq = ((v[:, None, :] - c[None, :, :]) ** 2).sum(-1)  # [B, K]
@@ -26,7 +26,7 @@ def np_large_margin(v, y, c, margin=10.0, repel_weight=0.01):
 
 
 def np_large_margin_grads(v, y, c, margin=10.0, repel_weight=0.01):
-    """Gradients of SPEC 3 with the centroid attract part replaced by SPEC 4's delta_j / B."""
+    """Gradients of the large-margin loss, the centroid attract part replaced by delta_j / B."""
     v, c = v.astype(np.float64), c.astype(np.float64)
     b, k = len(y), len(c)
     _, _, _, active = np_large_margin(v, y, c, margin, repel_weight)

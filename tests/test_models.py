@@ -33,7 +33,7 @@ def np_softmax(x):
 
 
 def np_large_margin_terms(v, y, c):
-    """attract, repel mean, and the centroid gradients of SPEC 3/4 (float64)."""
+    """attract, repel mean, and the centroid gradients of the reference rule (float64)."""
     v, c = v.astype(np.float64), c.astype(np.float64)
     b, k = len(y), len(c)
     sq = ((v[:, None] - c[None]) ** 2).sum(-1)
