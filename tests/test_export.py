@@ -399,3 +399,26 @@ def test_workdir_threshold_and_export_cli(trained, tmp_path):
     assert metadata.threshold == 0.37 and metadata.class_names == tuple(CLASS_NAMES)
     result = _run([sys.executable, script, f"--workdir={tmp_path}", f"--out={out}"])
     assert result.returncode == 1 and "config.json" in result.stderr
+
+
+def test_file_artifacts_are_replaced_whole(trained, tmp_path, monkeypatch):
+    """A failed rename keeps the previous model file; no temporary file is left."""
+    from keras_oltr.export import graph
+
+    path = str(tmp_path / "m.onnx")
+    metadata = graph.export_metadata(trained, "onnx", CLASS_NAMES, threshold=0.2)
+    graph.write_file_artifact(path, b"first", metadata)
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if dst == path:
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        graph.write_file_artifact(path, b"second", metadata)
+    monkeypatch.undo()
+    assert open(path, "rb").read() == b"first"
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.json"]
+    assert export.ExportMetadata.read(path + ".json").threshold == 0.2

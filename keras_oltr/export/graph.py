@@ -1,13 +1,14 @@
 """Graph pieces shared by every export format: input checks, decoding, open-set head."""
 
 import math
+import os
 
 import tensorflow as tf
 
 from keras_oltr.data import transforms
 from keras_oltr.evaluation import open_scores
 from keras_oltr.evaluation.open_scores import MSP, MSP_RESCALED
-from keras_oltr.export.metadata import UNKNOWN_CLASS
+from keras_oltr.export.metadata import NUMERIC_OUTPUTS, UNKNOWN_CLASS, ExportMetadata
 
 
 def check_threshold(threshold, open_score=MSP) -> float:
@@ -175,3 +176,57 @@ def deployment_outputs_fn(model, threshold, open_score=MSP, score_params=None):
         )
 
     return outputs_for
+
+
+def export_metadata(
+    model,
+    fmt,
+    class_names,
+    *,
+    threshold,
+    open_score=MSP,
+    score_params=None,
+    threshold_source="argument",
+    open_validation="",
+    source="",
+    quantization="float32",
+    outputs=NUMERIC_OUTPUTS,
+):
+    """The `ExportMetadata` of ``model`` exported as ``fmt`` with its decision rule."""
+    return ExportMetadata(
+        format=fmt,
+        class_names=[str(n) for n in class_names],
+        threshold=check_threshold(threshold, open_score),
+        threshold_source=threshold_source,
+        open_score=open_score,
+        score_params=score_params or {},
+        open_validation=open_validation,
+        image_shape=model_image_shape(model),
+        has_reachability=has_reachability(model),
+        quantization=quantization,
+        outputs=outputs,
+        source=source,
+    )
+
+
+def write_file_artifact(out_path, data, metadata):
+    """Writes a single-file model (bytes) and ``<out_path>.json`` atomically.
+
+    Each goes to a temporary name in the same folder first and is renamed over the
+    target, so a kill leaves either the previous pair or the new file, never a
+    truncated one; the metadata is written last.
+    """
+    folder = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(folder, exist_ok=True)
+    for path, payload in ((out_path, data), (out_path + ".json", metadata.to_json() + "\n")):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        mode = "wb" if isinstance(payload, bytes) else "w"
+        try:
+            with open(tmp, mode) as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)

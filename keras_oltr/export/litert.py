@@ -9,7 +9,7 @@ import tensorflow as tf
 from absl import logging
 
 from keras_oltr.export import graph
-from keras_oltr.export.metadata import NUMERIC_OUTPUTS, QUANTIZATIONS, ExportMetadata
+from keras_oltr.export.metadata import QUANTIZATIONS
 from keras_oltr.export.saved_model import SERVING_DEFAULT, write_numeric_saved_model
 
 
@@ -118,9 +118,19 @@ def convert_tflite(
         raise ValueError(
             "Full-integer int8 needs calibration images. Received: representative_images=None"
         )
-    image_shape = graph.model_image_shape(model)
-    reachable = graph.has_reachability(model)
-    names = [str(n) for n in class_names]
+    # Checks the model, threshold and score before the (slow) conversion.
+    metadata = graph.export_metadata(
+        model,
+        "tflite",
+        class_names,
+        threshold=threshold,
+        open_score=open_score,
+        score_params=score_params,
+        threshold_source=threshold_source,
+        open_validation=open_validation,
+        source=source,
+        quantization=quantization,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         saved_model_dir = write_numeric_saved_model(
             model, os.path.join(tmp, "numeric"), threshold, open_score, score_params
@@ -146,22 +156,6 @@ def convert_tflite(
             flatbuffer = converter.convert()
             if quantization == "int8":
                 flatbuffer = _quantize_backbone_only(converter, flatbuffer)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(out_path, "wb") as f:
-        f.write(flatbuffer)
-    ExportMetadata(
-        format="tflite",
-        class_names=names,
-        threshold=graph.check_threshold(threshold, open_score),
-        threshold_source=threshold_source,
-        open_score=open_score,
-        score_params=score_params or {},
-        open_validation=open_validation,
-        image_shape=image_shape,
-        has_reachability=reachable,
-        quantization=quantization,
-        outputs=NUMERIC_OUTPUTS,
-        source=source,
-    ).write(out_path + ".json")
+    graph.write_file_artifact(out_path, flatbuffer, metadata)
     logging.info("Wrote %s (%s, %d bytes).", out_path, quantization, len(flatbuffer))
     return out_path

@@ -2,25 +2,14 @@
 
 import os
 import tempfile
-import warnings
 
 from absl import logging
 
 from keras_oltr.export import graph
-from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata
+from keras_oltr.export.metadata import NUMERIC_OUTPUTS
 from keras_oltr.export.saved_model import SERVING_DEFAULT, write_numeric_saved_model
 
 MIN_OPSET = 17
-
-
-def _patch_tf2onnx_for_numpy2():
-    # tf2onnx 1.17 still uses names NumPy 2 removed; Keras ships the same (idempotent)
-    # shim for its own ONNX export, so reuse it rather than copy it.
-    from keras.src.export.tf2onnx_lib import patch_tf2onnx
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # its np.object probe
-        patch_tf2onnx()
 
 
 def convert_onnx(
@@ -62,9 +51,18 @@ def convert_onnx(
 
     if int(opset) < MIN_OPSET:
         raise ValueError(f"`opset` must be >= {MIN_OPSET}. Received: opset={opset}")
-    image_shape = graph.model_image_shape(model)
-    reachable = graph.has_reachability(model)
-    _patch_tf2onnx_for_numpy2()
+    # Checks the model, threshold and score before the (slow) conversion.
+    metadata = graph.export_metadata(
+        model,
+        "onnx",
+        class_names,
+        threshold=threshold,
+        open_score=open_score,
+        score_params=score_params,
+        threshold_source=threshold_source,
+        open_validation=open_validation,
+        source=source,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         saved_model_dir = write_numeric_saved_model(
             model, os.path.join(tmp, "numeric"), threshold, open_score, score_params
@@ -91,20 +89,6 @@ def convert_onnx(
     if names != sorted(NUMERIC_OUTPUTS):
         raise RuntimeError(f"Unexpected ONNX outputs {names}; expected {sorted(NUMERIC_OUTPUTS)}.")
     onnx.checker.check_model(model_proto)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    onnx.save(model_proto, out_path)
-    ExportMetadata(
-        format="onnx",
-        class_names=[str(n) for n in class_names],
-        threshold=graph.check_threshold(threshold, open_score),
-        threshold_source=threshold_source,
-        open_score=open_score,
-        score_params=score_params or {},
-        open_validation=open_validation,
-        image_shape=image_shape,
-        has_reachability=reachable,
-        outputs=NUMERIC_OUTPUTS,
-        source=source,
-    ).write(out_path + ".json")
+    graph.write_file_artifact(out_path, model_proto.SerializeToString(), metadata)
     logging.info("Wrote %s (opset %d).", out_path, opset)
     return out_path

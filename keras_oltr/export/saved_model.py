@@ -15,7 +15,6 @@ from keras_oltr.export.metadata import (
     NUMERIC_OUTPUTS,
     SAVED_MODEL_METADATA,
     UNKNOWN_CLASS_NAME,
-    ExportMetadata,
 )
 
 SERVING_DEFAULT = "serving_default"
@@ -155,7 +154,6 @@ def export_saved_model(
         The path of the version directory.
     """
     image_shape = graph.model_image_shape(model)
-    reachable = graph.has_reachability(model)
     threshold = graph.check_threshold(threshold, open_score)
     outputs_fn = graph.deployment_outputs_fn(model, threshold, open_score, score_params)
     num_classes = int(model.output["logits"].shape[-1])
@@ -182,18 +180,17 @@ def export_saved_model(
         export_dir = os.path.join(staging, "export")
         archive = _build_archive(model, image_shape, outputs_fn, class_file, max_pixels)
         archive.write_out(export_dir, verbose=False)
-        metadata = ExportMetadata(
-            format="saved_model",
-            class_names=names,
+        metadata = graph.export_metadata(
+            model,
+            "saved_model",
+            names,
             threshold=threshold,
-            threshold_source=threshold_source,
             open_score=open_score,
-            score_params=score_params or {},
+            score_params=score_params,
+            threshold_source=threshold_source,
             open_validation=open_validation,
-            image_shape=image_shape,
-            has_reachability=reachable,
-            outputs=(*NUMERIC_OUTPUTS, "class_name"),
             source=source,
+            outputs=(*NUMERIC_OUTPUTS, "class_name"),
         )
         metadata.write(os.path.join(export_dir, SAVED_MODEL_METADATA))
         if warmup:
