@@ -1,6 +1,6 @@
 """Layer, loss and fit numerics on whichever backend Keras runs.
 
-The main test run executes this module on TensorFlow; test_jax_backend.py runs it
+The main test run executes this module on TensorFlow; test_other_backends.py runs it
 again in a subprocess with KERAS_BACKEND=jax (without the TensorFlow conftest) and
 compares the fit losses of the two backends. Nothing here imports TensorFlow.
 """
