@@ -225,21 +225,55 @@ def _random_crop_box(image_hw: tf.Tensor, seed: tf.Tensor):
     return begin[0], begin[1], size[0], size[1]
 
 
+def _resample_rows(rows: tf.Tensor, out_size, scale=None, offset=0) -> tf.Tensor:
+    """[h, n] -> float32 [out_size, n]: antialiased bilinear (triangle) along axis 0.
+
+    Output row i is row `i + offset` of the input resized by `scale` (default
+    `out_size / h`). TensorFlow's ScaleAndTranslate kernel with the n values of a
+    row as its "channels": its inner loop then runs over n contiguous values
+    instead of 3 interleaved channels, several times faster.
+    """
+    if scale is None:
+        scale = tf.cast(out_size, tf.float32) / tf.cast(tf.shape(rows)[0], tf.float32)
+    out = tf.raw_ops.ScaleAndTranslate(
+        images=rows[None, :, None, :],
+        size=tf.stack([out_size, 1]),
+        scale=tf.stack([scale, 1.0]),
+        translation=tf.stack([-tf.cast(offset, tf.float32), 0.0]),
+        kernel_type="triangle",
+        antialias=True,
+    )
+    return out[0, :, 0, :]
+
+
+def _separable_resize(image, size, scale=(None, None), offset=(0, 0)):
+    """Resamples the rows, then the columns (as rows of the transposed image)."""
+    channels = image.shape[-1]
+    hw = tf.shape(image)[:2]
+    rows = _resample_rows(tf.reshape(image, [hw[0], -1]), size[0], scale[0], offset[0])
+    columns = tf.transpose(tf.reshape(rows, [size[0], hw[1], channels]), [1, 0, 2])
+    out = _resample_rows(tf.reshape(columns, [hw[1], -1]), size[1], scale[1], offset[1])
+    return tf.transpose(tf.reshape(out, [size[1], size[0], channels]), [1, 0, 2])
+
+
 def _resize(image: tf.Tensor, size) -> tf.Tensor:
     """Bilinear resize with antialiasing (as PIL does when downscaling) to float32.
 
-    uint8 goes straight into the resize kernels (no float copy of the input). When
-    no axis shrinks, the antialiasing (triangle) kernel is plain bilinear
-    interpolation with half-pixel centres, so the ~4x faster bilinear kernel
-    computes the same values (they differ by float rounding only, < 0.01).
+    The same values as `tf.image.resize(image, size, antialias=True)`, computed
+    faster: uint8 goes straight into the kernels (no float copy of the input); when
+    an axis shrinks, the two axes are resampled one after the other, each as rows
+    (bit-identical to the one-call kernel); when no axis shrinks, the triangle
+    kernel is plain bilinear interpolation with half-pixel centres, so the bilinear
+    kernel computes it (float rounding aside, < 0.01).
     """
     size = tf.convert_to_tensor(size, tf.int32)
-    upscale = tf.reduce_all(tf.shape(image)[:2] <= size)
-    return tf.cond(
-        upscale,
+    out = tf.cond(
+        tf.reduce_all(tf.shape(image)[:2] <= size),
         lambda: tf.image.resize(image, size, method="bilinear"),
-        lambda: tf.image.resize(image, size, method="bilinear", antialias=True),
+        lambda: _separable_resize(image, size),
     )
+    out.set_shape([None, None, image.shape[-1]])
+    return out
 
 
 def decode_random_resized_crop(
@@ -277,11 +311,6 @@ def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tens
     return out
 
 
-def _grayscale(image: tf.Tensor) -> tf.Tensor:
-    # ITU-R 601-2 luma, as PIL's convert("L") and torchvision's rgb_to_grayscale.
-    return image[..., 0:1] * 0.299 + image[..., 1:2] * 0.587 + image[..., 2:3] * 0.114
-
-
 # The 6 orders of (brightness, contrast, saturation) = ops (0, 1, 2).
 _ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
@@ -304,15 +333,18 @@ def _jitter(image, factors, order):
     One formula for the three ops, chosen by arithmetic rather than branches, so XLA
     fuses the whole jitter into a few loops over the image.
     """
-    x = image
+    # Planar [C, H, W]: the gray level then reads three contiguous planes, which
+    # XLA vectorises (about 1.7x faster than the interleaved [H, W, C] layout).
+    x = tf.transpose(image, [2, 0, 1])
     for step in range(3):
         op = order[step]
-        gray = _grayscale(x)
+        # ITU-R 601-2 luma, as PIL's convert("L") and torchvision's rgb_to_grayscale.
+        gray = x[0] * 0.299 + x[1] * 0.587 + x[2] * 0.114
         mean = tf.reduce_mean(gray)
         reference = tf.where(op == 2, gray, tf.where(op == 1, mean, 0.0))
         f = tf.gather(factors, op)
         x = tf.clip_by_value((x - reference) * f + reference, 0.0, 255.0)
-    return x
+    return tf.transpose(x, [1, 2, 0])
 
 
 # XLA-compiled once per image shape (the train crop size: once per run).
@@ -421,9 +453,9 @@ def small_test_transform(image: tf.Tensor, size: int) -> tf.Tensor:
 def imagenet_test_transform(image: tf.Tensor, size: int) -> tf.Tensor:
     """Resize the shorter side to `size * 256 / 224`, then centre crop `size`.
 
-    Only the `size x size` window that the crop keeps is computed: one antialiased
-    bilinear resample with a translation, equal to resizing the whole image and
-    cropping (the same kernel weights; float rounding aside).
+    Only the `size x size` window that the crop keeps is computed (antialiased
+    bilinear resampling with a translation, rows then columns), equal to resizing
+    the whole image and cropping (the same kernel weights; float rounding aside).
     """
     resize_to = int(math.floor(size * TEST_RESIZE_RATIO + 0.5))
     hw = tf.shape(image)[:2]
@@ -431,13 +463,7 @@ def imagenet_test_transform(image: tf.Tensor, size: int) -> tf.Tensor:
     scale = resize_to / tf.reduce_min(shape)
     new_hw = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), resize_to)
     offset = (new_hw - size) // 2  # top, left of the crop in the resized image
-    out = tf.raw_ops.ScaleAndTranslate(
-        images=image[None],
-        size=tf.constant([size, size]),
-        scale=tf.cast(new_hw, tf.float32) / shape,
-        translation=-tf.cast(offset, tf.float32),
-        kernel_type="triangle",
-        antialias=True,
-    )[0]
+    scale = tf.cast(new_hw, tf.float32) / shape
+    out = _separable_resize(image, [size, size], (scale[0], scale[1]), (offset[0], offset[1]))
     out.set_shape([size, size, image.shape[-1]])
     return out
