@@ -46,29 +46,38 @@ flags.DEFINE_list(
 )
 
 
-def _run(name, cfg, warmup, steps):
-    x = keras.random.uniform((cfg["batch"], *cfg["input_shape"]), 0.0, 255.0, seed=1)
-    y = ops.cast(keras.random.randint((cfg["batch"],), 0, cfg["num_classes"], seed=2), "int32")
-    plain, oltr = build_models(cfg)
-    jobs = {
-        "stage1": lambda: plain.train_on_batch(x, y),
-        "stage2": lambda: oltr.train_on_batch(x, y),
+def _jobs(cfg, precision):
+    """The timed jobs of one setting at one precision (its models built under it)."""
+    keras.config.set_dtype_policy(precision)
+    try:
+        x = keras.random.uniform((cfg["batch"], *cfg["input_shape"]), 0.0, 255.0, seed=1)
+        y = ops.cast(keras.random.randint((cfg["batch"],), 0, cfg["num_classes"], seed=2), "int32")
+        plain, oltr = build_models(cfg)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    return {
+        (precision, "stage1"): lambda: plain.train_on_batch(x, y),
+        (precision, "stage2"): lambda: oltr.train_on_batch(x, y),
         # predict_on_batch returns numpy arrays: the step has finished.
-        "infer2": lambda: oltr.predict_on_batch(x),
+        (precision, "infer2"): lambda: oltr.predict_on_batch(x),
     }
+
+
+def _run(cfg, precisions, warmup, steps):
+    """Median step time of every (precision, job); the jobs of all precisions interleave."""
+    jobs = {}
+    for precision in precisions:
+        jobs.update(_jobs(cfg, precision))
     for job in jobs.values():
         for _ in range(warmup):
             job()
-    times = {stage: [] for stage in jobs}
+    times = {key: [] for key in jobs}
     for _ in range(steps):
-        for stage, job in jobs.items():
+        for key, job in jobs.items():
             start = time.perf_counter()
             job()  # train_on_batch returns numpy metrics: the step has finished
-            times[stage].append(time.perf_counter() - start)
-    medians = {stage: statistics.median(t) for stage, t in times.items()}
-    return [
-        (name, stage, cfg["batch"], medians[stage], cfg["batch"] / medians[stage]) for stage in jobs
-    ], medians["stage2"] / medians["stage1"]
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(t) for key, t in times.items()}
 
 
 def main(argv):
@@ -78,27 +87,30 @@ def main(argv):
         raise ValueError(f"Unknown configs {sorted(unknown)}. Known: {sorted(CONFIGS)}")
     print(
         f"Keras {keras.__version__}, backend {keras.backend.backend()}; {os.cpu_count()} CPU "
-        f"cores visible; warm-up {FLAGS.warmup}, timed {FLAGS.steps} steps per model (median)"
+        f"cores visible; warm-up {FLAGS.warmup}, timed {FLAGS.steps} steps per model (median, "
+        "all jobs interleaved)"
     )
+    base = FLAGS.precisions[0]
     header = (
         f"{'config':<14} {'precision':<15} {'stage':<7} {'batch':>5} {'step s':>8} "
-        f"{'images/s':>9} {'s2/s1':>6}"
+        f"{'images/s':>9} {'s2/s1':>6} {'vs ' + base:>12}"
     )
     print(header)
     print("-" * len(header))
-    for precision in FLAGS.precisions:
-        keras.config.set_dtype_policy(precision)
-        for name in FLAGS.configs:
-            cfg = dict(CONFIGS[name])
-            if FLAGS.batch:
-                cfg["batch"] = FLAGS.batch
-            rows, ratio = _run(name, cfg, FLAGS.warmup, FLAGS.steps)
-            for config, stage, batch, step, ips in rows:
-                shown = f"{ratio:6.2f}" if stage == "stage2" else ""
-                print(
-                    f"{config:<14} {precision:<15} {stage:<7} {batch:>5} {step:>8.3f} "
-                    f"{ips:>9.1f} {shown:>6}"
-                )
+    for name in FLAGS.configs:
+        cfg = dict(CONFIGS[name])
+        if FLAGS.batch:
+            cfg["batch"] = FLAGS.batch
+        medians = _run(cfg, FLAGS.precisions, FLAGS.warmup, FLAGS.steps)
+        for (precision, stage), step in medians.items():
+            ratio = ""
+            if stage == "stage2":
+                ratio = f"{step / medians[(precision, 'stage1')]:6.2f}"
+            speedup = f"{medians[(base, stage)] / step:11.2f}x"
+            print(
+                f"{name:<14} {precision:<15} {stage:<7} {cfg['batch']:>5} {step:>8.3f} "
+                f"{cfg['batch'] / step:>9.1f} {ratio:>6} {speedup:>12}"
+            )
 
 
 if __name__ == "__main__":
