@@ -245,3 +245,77 @@ def test_cifar_lt_profile_from_arrays():
     assert ds.augmentation == "small" and ds.horizontal_flip
     x_b, _ = next(iter(ds.train_dataset(16, epoch=0, seed=0)))
     assert x_b.shape == (16, 32, 32, 3)
+
+
+def _smooth_rgb(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    base = np.stack([np.sin(7 * x + 3 * y), np.cos(5 * y - 2 * x), np.sin(11 * x * y)], -1)
+    return np.clip(127.5 + 100 * base + rng.normal(0, 10, (height, width, 3)), 0, 255).astype(
+        np.uint8
+    )
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_decoded_jpeg_window_equals_decode_then_crop(channels):
+    # The train transform decodes only the crop window (plus a margin); its pixels must
+    # be exactly those of decoding the whole JPEG and cropping it, as PIL does.
+    encoded = tf.io.encode_jpeg(tf.constant(_smooth_rgb(240, 320)), quality=90)
+    whole = transforms.decode_image(encoded, channels).numpy()
+    rng = np.random.default_rng(0)
+    boxes = [(0, 0, 240, 320), (13, 7, 101, 57), (200, 300, 40, 20), (239, 319, 1, 1)]
+    for _ in range(40):
+        h, w = rng.integers(1, 241), rng.integers(1, 321)
+        boxes.append((rng.integers(0, 241 - h), rng.integers(0, 321 - w), h, w))
+    raw_differs = 0
+    for y, x, h, w in boxes:
+        window = transforms.decode_jpeg_window(encoded, (y, x, h, w), channels).numpy()
+        np.testing.assert_array_equal(window, whole[y : y + h, x : x + w])
+        raw = tf.image.decode_and_crop_jpeg(encoded, [y, x, h, w], channels=channels).numpy()
+        raw_differs += int(not np.array_equal(raw, whole[y : y + h, x : x + w]))
+    # Why the margin: without it, colour (chroma-subsampled) windows differ at their
+    # edges; gray JPEGs have no chroma and never differ.
+    assert (raw_differs > 0) == (channels == 3)
+
+
+def _numpy_jitter(image, factors, order):
+    """The reference's three ops in `order`, each clipped, from their definitions."""
+    x = image.astype(np.float64)
+    for op in order:
+        gray = (x @ np.array([0.299, 0.587, 0.114]))[..., None]
+        reference = {0: 0.0, 1: gray.mean(), 2: gray}[op]
+        x = np.clip((x - reference) * factors[op] + reference, 0, 255)
+    return x
+
+
+@pytest.mark.parametrize(
+    "order", [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+)
+def test_fused_jitter_matches_numpy_in_every_order(order):
+    # Strong factors, so that the clipping between ops matters and the order shows.
+    image = _smooth_rgb(40, 30).astype(np.float32)
+    factors = np.array([1.4, 0.6, 1.35], np.float32)
+    got = transforms._jitter_xla(tf.constant(image), tf.constant(factors), tf.constant(order))
+    np.testing.assert_allclose(got.numpy(), _numpy_jitter(image, factors, order), atol=2e-3)
+    other = _numpy_jitter(image, factors, order[::-1])
+    assert np.abs(other - _numpy_jitter(image, factors, order)).max() > 1.0
+
+
+def test_flip_and_jitter_use_the_documented_draws():
+    # The fused flip + jitter equals torchvision's op-by-op semantics with the draws
+    # of stateless_random_flip_left_right and color_jitter's factors and order.
+    image = tf.constant(_smooth_rgb(24, 32).astype(np.float32))
+    flips = 0
+    for i in range(12):
+        seeds = tf.random.experimental.stateless_split(tf.constant([i, 5], tf.int64), num=3)
+        got = transforms._flip_and_jitter(image, seeds, flip=True).numpy()
+        flipped = tf.image.stateless_random_flip_left_right(image, seeds[1]).numpy()
+        flips += int(not np.array_equal(flipped, image.numpy()))
+        jitter_seeds = tf.random.experimental.stateless_split(seeds[2], num=4)
+        factors = tf.random.stateless_uniform(
+            [3], jitter_seeds[0], minval=[0.6, 0.6, 0.6], maxval=[1.4, 1.4, 1.4]
+        ).numpy()
+        choice = int(tf.random.stateless_uniform([], jitter_seeds[1], 0, 6, dtype=tf.int32))
+        expected = _numpy_jitter(flipped, factors, transforms._ORDERS[choice])
+        np.testing.assert_allclose(got, expected, atol=2e-3)
+    assert 0 < flips < 12

@@ -276,21 +276,48 @@ def _resize(image: tf.Tensor, size) -> tf.Tensor:
     return out
 
 
+# Decoded margin around a JPEG crop window: one 4:2:0 MCU (16 px). libjpeg's chroma
+# upsampling at the edge of a cropped decode differs from a full decode within it.
+JPEG_WINDOW_MARGIN = 16
+
+
+def decode_jpeg_window(contents: tf.Tensor, box, channels: int) -> tf.Tensor:
+    """The `box` = (y, x, height, width) window of a JPEG, decoding little else.
+
+    `tf.image.decode_and_crop_jpeg` on exactly the box differs from decoding the
+    whole image and cropping at the box's edges for chroma-subsampled JPEGs (a few
+    levels, in about half of random boxes): libjpeg upsamples the chroma at the
+    decoded region's border from the border itself. Decoding the box plus a margin
+    of one MCU and cropping in memory gives exactly the full decode's pixels, as
+    PIL and torchvision (which decode whole images) see them.
+    """
+    y, x, h, w = (tf.convert_to_tensor(v, tf.int32) for v in box)
+    shape = tf.image.extract_jpeg_shape(contents)
+    y0 = tf.maximum(y - JPEG_WINDOW_MARGIN, 0)
+    x0 = tf.maximum(x - JPEG_WINDOW_MARGIN, 0)
+    y1 = tf.minimum(y + h + JPEG_WINDOW_MARGIN, shape[0])
+    x1 = tf.minimum(x + w + JPEG_WINDOW_MARGIN, shape[1])
+    window = tf.image.decode_and_crop_jpeg(
+        contents, tf.stack([y0, x0, y1 - y0, x1 - x0]), channels=channels
+    )
+    image = window[y - y0 : y - y0 + h, x - x0 : x - x0 + w]
+    image.set_shape([None, None, channels])
+    return image
+
+
 def decode_random_resized_crop(
     contents: tf.Tensor, size: int, channels: int, seed: tf.Tensor
 ) -> tf.Tensor:
     """Decodes encoded image bytes and applies RandomResizedCrop to `size`.
 
     JPEGs take a fast path that decodes only the crop window
-    (`tf.image.decode_and_crop_jpeg`); other formats are decoded fully, then cropped.
+    (`decode_jpeg_window`); other formats are decoded fully, then cropped. Both give
+    the pixels of decoding the whole image and cropping it.
     """
 
     def jpeg():
         shape = tf.image.extract_jpeg_shape(contents)
-        y, x, h, w = _random_crop_box(shape[:2], seed)
-        image = tf.image.decode_and_crop_jpeg(contents, tf.stack([y, x, h, w]), channels=channels)
-        image.set_shape([None, None, channels])
-        return image
+        return decode_jpeg_window(contents, _random_crop_box(shape[:2], seed), channels)
 
     def other():
         image = decode_image(contents, channels)
