@@ -243,7 +243,7 @@ def test_evaluate_cli_without_checkpoint_exits_cleanly(tmp_path):
         timeout=120,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "stage2/best.keras" in result.stderr
 

@@ -5,9 +5,11 @@ Usage::
     python trainers/evaluate.py --workdir=/runs/imagenet_lt_seed0 --stage=2 \
         --checkpoint=best --threshold=0.1 --convention=strict
 
-Reads ``<workdir>/config.json`` and ``<workdir>/stage{N}/{best,latest}.keras``
-and writes ``<workdir>/eval/stage{N}/``. All logic lives in
-`keras_oltr.evaluation.evaluate_workdir`.
+Reads the run's config and ``stage{N}/{best,latest}.keras`` (no training) and writes
+``<workdir>/eval/stage{N}/``: metrics.json and report.md with the per-score open-set
+table (AUROC / AUPR / FPR@95TPR of every score, the score and threshold chosen on
+validation) and plots. Exit status 2 with one line for a user error. All logic lives
+in `keras_oltr.evaluation.evaluate_workdir`.
 """
 
 import sys
@@ -29,7 +31,7 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
     del argv
     from keras_oltr.evaluation import WorkdirError, evaluate_workdir, format_results_table
-    from keras_oltr.evaluation.report import results_row
+    from keras_oltr.evaluation.report import format_open_score_table, results_row
 
     stage = int(_STAGE.value)
     try:
@@ -42,10 +44,14 @@ def main(argv):
             batch_size=_BATCH_SIZE.value,
             out_dir=_OUT_DIR.value,
         )
-    except (WorkdirError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(format_results_table([results_row(metrics, "plain" if stage == 1 else "oltr")]))
+    except (WorkdirError, ValueError, OSError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    name = "plain" if stage == 1 else "oltr"
+    print(format_results_table([results_row(metrics, name)]))
+    if metrics.get("open_scores"):
+        print(f"\nOpen scores of {name} (test; the chosen one is marked):")
+        print(format_open_score_table(metrics["open_scores"]))
     return 0
 
 
