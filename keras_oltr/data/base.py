@@ -107,7 +107,7 @@ class LongTailDataset(abc.ABC):
         self.channels = int(channels)
         self.horizontal_flip = bool(horizontal_flip)
         if augmentation is None:
-            augmentation = "small" if self.image_size <= 64 else "imagenet"
+            augmentation = transforms.default_augmentation(self.image_size)
         if augmentation not in transforms.AUGMENTATIONS:
             raise ValueError(
                 f"`augmentation` must be one of {transforms.AUGMENTATIONS}. "
