@@ -1,13 +1,14 @@
 """Image decoding, training augmentation and test transforms (TensorFlow ops).
 
 All functions work on single images and return float32 `[size, size, C]` images
-with values in `[0, 255]`; normalisation is the model's job. The test transform
-here is THE preprocessing of a deployed model too: evaluation, the SavedModel's
-`serve_encoded` signature, `export/predict.py` and the TFLite/ONNX predictor all
-call `serving_transform` / `test_transform`, so a served model sees the pixels its
-reported accuracy was measured on. Randomness comes only
+with values in `[0, 255]`; normalisation is the model's job. Randomness comes only
 from stateless ops fed by an explicit `seed` (an int `[2]` tensor), so that a given
 (seed, epoch, position) always produces the same augmented image.
+
+The test transform is also THE preprocessing of a deployed model: evaluation, the
+SavedModel's `serve_encoded` signature, `export/predict.py` and the TFLite/ONNX
+predictor all go through `test_transform` (`serving_transform` for encoded
+bytes), so a served model sees the pixels its reported accuracy was measured on.
 
 Two families:
 
