@@ -17,17 +17,11 @@ code: a SavedModel graph can read and write files, so only load models you trust
 """
 
 import json
-import os
 import sys
 
-# Run as a script, this file's folder leads sys.path; export/onnx.py would shadow the
-# `onnx` package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from keras_oltr import export  # noqa: E402
+from keras_oltr import export
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel dir, .tflite or .onnx file.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON document instead of a table.")

@@ -392,13 +392,14 @@ def test_workdir_threshold_and_export_cli(trained, tmp_path):
     assert threshold == 0.37 and source.startswith("validation:")
 
     out = tmp_path / "serving"
-    script = os.path.join(REPO, "export", "saved_model.py")
+    script = os.path.join(REPO, "export", "to_saved_model.py")
     result = _run([sys.executable, script, f"--workdir={workdir}", f"--out={out}", "--version=2"])
     assert result.returncode == 0, result.stderr[-3000:]
     metadata = export.ExportMetadata.read(export.metadata_path(os.path.join(out, "oltr", "2")))
     assert metadata.threshold == 0.37 and metadata.class_names == tuple(CLASS_NAMES)
     result = _run([sys.executable, script, f"--workdir={tmp_path}", f"--out={out}"])
-    assert result.returncode == 1 and "config.json" in result.stderr
+    assert result.returncode == 2 and "config.json" in result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) > 10 and "Traceback" not in result.stderr
 
 
 def test_file_artifacts_are_replaced_whole(trained, tmp_path, monkeypatch):

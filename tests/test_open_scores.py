@@ -340,3 +340,37 @@ def test_non_finite_inputs_are_unknown_in_every_runtime(kind, bad, rescaled_arti
     # The third image is untouched and keeps its decision.
     clean = np.asarray(run(x[2:3])["predicted_class"])
     assert predicted[2] == clean[0]
+
+
+def test_workdir_export_reads_the_chosen_score(oltr, tmp_path):
+    workdir = tmp_path / "run"
+    (workdir / "stage2").mkdir(parents=True)
+    oltr.save(workdir / "stage2" / "best.keras")
+    config = {"dataset": "mixed_mnist_lt", "class_names": CLASS_NAMES, "image_size": H}
+    (workdir / "config.json").write_text(json.dumps(config))
+    (workdir / "eval" / "stage2").mkdir(parents=True)
+    selection = {
+        "score": "energy",
+        "score_params": {},
+        "threshold": 1.25,
+        "val_open_f": 0.5,
+        "used_open_val": False,
+        "open_val_note": M.OPEN_VAL_NOTE[False],
+    }
+    (workdir / "eval" / "stage2" / "metrics.json").write_text(
+        json.dumps({"metrics": {"threshold_selection": selection}})
+    )
+    trained = export.load_workdir_model(str(workdir))
+    assert (trained.open_score, trained.threshold) == ("energy", 1.25)
+    path = export.convert_onnx(
+        trained.model, str(tmp_path / "m.onnx"), CLASS_NAMES, **trained.decision_kwargs()
+    )
+    metadata = export.ExportMetadata.read(path + ".json")
+    assert metadata.open_score == "energy" and metadata.threshold == 1.25
+    assert "no open validation data was used" in metadata.open_validation
+    x = _images(6, seed=4)
+    result = export.load_predictor(path).predict(x)
+    energy = _logsumexp(np.asarray(oltr(x)["logits"], np.float64))
+    np.testing.assert_allclose(result["open_score"], energy, rtol=1e-4)
+    expected = np.where(energy >= 1.25, np.asarray(oltr(x)["probabilities"]).argmax(-1), -1)
+    np.testing.assert_array_equal(result["predicted_class"], expected)

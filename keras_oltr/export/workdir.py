@@ -20,6 +20,36 @@ class WorkdirModel:
     threshold_source: str
     config: dict
     checkpoint: str
+    open_score: str = "msp"
+    score_params: dict = dataclasses.field(default_factory=dict)
+    open_validation: str = ""
+
+    def decision_kwargs(self) -> dict:
+        """The decision-rule and provenance arguments of every export function."""
+        return {
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "open_score": self.open_score,
+            "score_params": dict(self.score_params),
+            "open_validation": self.open_validation,
+            "source": self.checkpoint,
+        }
+
+
+def _selection(workdir, stage):
+    """(metrics.threshold_selection dict or None, metrics.json path)."""
+    path = os.path.join(workdir, "eval", f"stage{stage}", "metrics.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            # metrics.json as keras_oltr.evaluation.write_report writes it.
+            selection = json.load(f)["metrics"]["threshold_selection"]
+        float(selection["threshold"])
+        return selection, path
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        logging.warning("No threshold selection in %s (%r); using the default.", path, error)
+    return None, path
 
 
 def validation_threshold(workdir, stage=2):
@@ -29,17 +59,10 @@ def validation_threshold(workdir, stage=2):
         (threshold, source): the evaluation's ``metrics.threshold_selection.threshold`` and
         "validation:<path>", or (0.1, "default") when the file or the key is absent.
     """
-    path = os.path.join(workdir, "eval", f"stage{stage}", "metrics.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            # metrics.json as keras_oltr.evaluation.write_report writes it.
-            selection = json.load(f)["metrics"]["threshold_selection"]
-        return float(selection["threshold"]), f"validation:{path}"
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        logging.warning("No threshold selection in %s (%r); using the default.", path, error)
-    return DEFAULT_THRESHOLD, "default"
+    selection, path = _selection(workdir, stage)
+    if selection is None:
+        return DEFAULT_THRESHOLD, "default"
+    return float(selection["threshold"]), f"validation:{path}"
 
 
 def read_config(workdir):
@@ -68,7 +91,8 @@ def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
         workdir: a training workdir (config.json, stage1/, stage2/, eval/).
         stage: 1 (plain model) or 2 (OLTR).
         checkpoint: "best" or "latest".
-        threshold: explicit threshold; None takes `validation_threshold`.
+        threshold: explicit threshold on msp; None takes the validation-chosen score
+            and threshold (metrics.json's threshold_selection), else msp at 0.1.
 
     Raises:
         WorkdirError, CheckpointNotFoundError: missing config or checkpoint.
@@ -87,8 +111,18 @@ def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
     class_names = config.get("class_names")
     if not class_names:
         class_names = get_workdir_dataset(config).class_names
+    open_score, score_params, note = "msp", {}, ""
     if threshold is None:
-        threshold, source = validation_threshold(workdir, stage)
+        selection, metrics_path = _selection(workdir, stage)
+        if selection:
+            threshold, source = float(selection["threshold"]), f"validation:{metrics_path}"
+            # metrics.json written before the open scores existed chose on msp.
+            open_score = selection.get("score") or "msp"
+            score_params = selection.get("score_params") or {}
+            note = selection.get("open_val_note") or ""
+        else:
+            threshold, source = DEFAULT_THRESHOLD, "default"
+            note = "no validation selection: default threshold on msp"
     else:
         source = "argument"
     return WorkdirModel(
@@ -98,6 +132,9 @@ def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
         threshold_source=source,
         config=config,
         checkpoint=path,
+        open_score=open_score,
+        score_params=score_params,
+        open_validation=note,
     )
 
 
@@ -135,7 +172,7 @@ def export_workdir_saved_model(
     """Exports a workdir's checkpoint as `<out_dir>/<model_name>/<version>/`.
 
     The threshold defaults to the validation-chosen one (`validation_threshold`).
-    Used by export/saved_model.py and at the end of a training run.
+    Used by export/to_saved_model.py and at the end of a training run.
 
     Returns:
         (export path, the `WorkdirModel` that was exported).
@@ -147,12 +184,10 @@ def export_workdir_saved_model(
         trained.model,
         out_dir,
         trained.class_names,
-        threshold=trained.threshold,
-        threshold_source=trained.threshold_source,
         model_name=model_name,
         version=version,
-        source=trained.checkpoint,
         warmup=warmup,
         overwrite=overwrite,
+        **trained.decision_kwargs(),
     )
     return path, trained

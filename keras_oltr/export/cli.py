@@ -1,0 +1,59 @@
+"""What the export command-line tools share: workdir flags, loading, one-line errors.
+
+`export/to_saved_model.py`, `export/to_tflite.py` and `export/to_onnx.py` are thin
+scripts over this module and the converters; a user error (missing workdir piece,
+bad flag value, existing output) ends with one line on stderr and exit status 2.
+"""
+
+import sys
+
+from absl import flags
+
+from keras_oltr.evaluation import WorkdirError
+from keras_oltr.export.workdir import WorkdirModel, load_workdir_model
+
+EXIT_USER_ERROR = 2
+USER_ERRORS = (WorkdirError, ValueError, OSError)
+
+
+def define_workdir_flags():
+    """Defines --workdir, --stage, --checkpoint and --threshold; returns their holders."""
+    holders = {
+        "workdir": flags.DEFINE_string("workdir", None, "Training workdir (config.json, stageN/)."),
+        "stage": flags.DEFINE_enum("stage", "2", ["1", "2"], "1 (plain model) or 2 (OLTR)."),
+        "checkpoint": flags.DEFINE_enum(
+            "checkpoint", "best", ["best", "latest"], "Which checkpoint."
+        ),
+        "threshold": flags.DEFINE_float(
+            "threshold",
+            None,
+            "Open-set threshold on the max probability; default: the score and threshold "
+            "the evaluation chose on validation data, else max probability at 0.1.",
+        ),
+    }
+    flags.mark_flag_as_required("workdir")
+    return holders
+
+
+def load_from_flags(holders) -> WorkdirModel:
+    """The workdir's model, class names and decision rule, as the flags select them."""
+    return load_workdir_model(
+        holders["workdir"].value,
+        stage=int(holders["stage"].value),
+        checkpoint=holders["checkpoint"].value,
+        threshold=holders["threshold"].value,
+    )
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (runtimes' messages span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def run(action) -> int:
+    """Runs ``action()``; a user error prints ``error: <one line>`` and returns 2."""
+    try:
+        return action() or 0
+    except USER_ERRORS as error:
+        sys.stderr.write(f"error: {one_line(error)}\n")
+        return EXIT_USER_ERROR
