@@ -29,8 +29,6 @@ flags.DEFINE_string("out", "runs/quality", "Output folder.")
 
 def main(argv):
     del argv
-    import keras
-
     from keras_oltr.data import get_dataset
     from keras_oltr.evaluation import (
         aggregate_rows,
@@ -38,7 +36,7 @@ def main(argv):
         format_results_table,
         results_row,
     )
-    from keras_oltr.training import get_preset, run_experiment
+    from keras_oltr.training import Workdir, get_preset, run_experiment
 
     logging.set_verbosity(logging.INFO)
     base = get_preset(FLAGS.dataset or FLAGS.preset)
@@ -48,12 +46,11 @@ def main(argv):
     for seed in (int(s) for s in FLAGS.seeds):
         config = dataclasses.replace(base, seed=seed)
         start = time.time()
-        oltr_dir = os.path.join(FLAGS.out, f"seed{seed}", "oltr")
+        oltr_dir = Workdir(os.path.join(FLAGS.out, f"seed{seed}", "oltr"))
         run_experiment(config, oltr_dir, export=False, verbose=0)
         timings[f"oltr_seed{seed}_s"] = time.time() - start
         for stage, name in ((1, "plain (stage 1 only)"), (2, "oltr")):
-            with open(os.path.join(oltr_dir, "eval", f"stage{stage}", "metrics.json")) as f:
-                rows.append(results_row(json.load(f), name))
+            rows.append(results_row(oltr_dir.read_metrics(stage), name))
 
         # The fair baseline: the plain model with the same total number of epochs,
         # its step decay stretched in proportion.
@@ -64,16 +61,13 @@ def main(argv):
             step_epochs=max(1, round(base.stage1.step_epochs * scale)),
         )
         plain_config = dataclasses.replace(config, stage1=stage1)
-        plain_dir = os.path.join(FLAGS.out, f"seed{seed}", "plain")
+        plain_dir = Workdir(os.path.join(FLAGS.out, f"seed{seed}", "plain"))
         start = time.time()
         run_experiment(plain_config, plain_dir, stage="1", verbose=0)
-        model = keras.saving.load_model(
-            os.path.join(plain_dir, "stage1", "best.keras"), compile=False
-        )
         metrics = evaluate_model(
-            model,
+            plain_dir.load_model(1, "best"),
             dataset,
-            os.path.join(plain_dir, "eval", "stage1"),
+            plain_dir.eval_dir(1),
             threshold=config.threshold,
             model_name=f"plain ({total_epochs} epochs)",
         )

@@ -33,17 +33,23 @@ flags.DEFINE_multi_string(
     "Extra dataset builder argument key=value "
     "(e.g. train_file=..., imbalance_factor=50). Repeatable.",
 )
-flags.DEFINE_string("workdir", None, "Output folder (default: runs/<preset>).")
+flags.DEFINE_string(
+    "workdir", None, "Output folder (default: runs/<preset>, or runs/<dataset> for own data)."
+)
 flags.DEFINE_bool("smoke", False, "Shrink the preset to a run of seconds.")
 flags.DEFINE_enum("stage", "all", ["1", "2", "all"], "Which stage(s) to run.")
 flags.DEFINE_integer("stage1_epochs", None, "Override stage-1 epochs.")
 flags.DEFINE_integer("stage2_epochs", None, "Override stage-2 epochs.")
 flags.DEFINE_float("stage1_lr", None, "Override the stage-1 learning rate.")
 flags.DEFINE_float("stage2_lr", None, "Override the stage-2 learning rate.")
+flags.DEFINE_integer("stage1_step_epochs", None, "Override the stage-1 step-decay period.")
+flags.DEFINE_integer("stage2_step_epochs", None, "Override the stage-2 step-decay period.")
 flags.DEFINE_integer("batch_size", None, "Override the global batch size.")
 flags.DEFINE_float("tau", None, "Class-prior-aware CE in both stages (1 = Balanced Softmax).")
-flags.DEFINE_integer("checkpoint_every_steps", None, "Also checkpoint every N steps.")
-flags.DEFINE_integer("max_steps_per_epoch", None, "Cap the steps of every epoch.")
+flags.DEFINE_integer(
+    "checkpoint_every_steps", None, "Also checkpoint every N steps (0: only at epoch ends)."
+)
+flags.DEFINE_integer("max_steps_per_epoch", None, "Cap the steps of every epoch (0: no cap).")
 flags.DEFINE_integer("seed", None, "Run seed (data order, augmentation, initialisation).")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 on GPU, mixed_bfloat16 on CPU.")
 flags.DEFINE_enum(
@@ -59,22 +65,6 @@ flags.DEFINE_bool(
     "deterministic", False, "Deterministic TF ops (bit-exact reruns and resumes on CPU; slower)."
 )
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 none, 1 bar, 2 a line per epoch.")
-
-
-def _parse_dataset_args(items):
-    kwargs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--dataset_arg must be key=value. Received: {item!r}")
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                continue
-        kwargs[key] = value
-    return kwargs
 
 
 def _reads_from_disk(name):
@@ -101,7 +91,14 @@ def resolve_config():
         kwargs["data_root"] = FLAGS.data_root
     if FLAGS.split_dir:
         kwargs["split_dir"] = FLAGS.split_dir
-    kwargs.update(_parse_dataset_args(FLAGS.dataset_arg))
+    from keras_oltr.data import list_datasets
+    from keras_oltr.data.registry import dataset_parameters, parse_dataset_args
+
+    if FLAGS.dataset in list_datasets():
+        params = dataset_parameters(FLAGS.dataset)
+        if FLAGS.data_root and not FLAGS.split_dir and "split_dir" in params:
+            kwargs["split_dir"] = FLAGS.data_root  # as documented by --split_dir
+        kwargs.update(parse_dataset_args(FLAGS.dataset, FLAGS.dataset_arg))
     if "data_root" not in kwargs and _reads_from_disk(FLAGS.dataset):
         raise ValueError(
             f"--dataset={FLAGS.dataset} reads images from disk: pass --data_root=<folder "
@@ -120,6 +117,10 @@ def resolve_config():
         stage1 = dataclasses.replace(stage1, learning_rate=FLAGS.stage1_lr)
     if FLAGS.stage2_lr is not None:
         stage2 = dataclasses.replace(stage2, learning_rate=FLAGS.stage2_lr)
+    if FLAGS.stage1_step_epochs is not None:
+        stage1 = dataclasses.replace(stage1, step_epochs=FLAGS.stage1_step_epochs)
+    if FLAGS.stage2_step_epochs is not None:
+        stage2 = dataclasses.replace(stage2, step_epochs=FLAGS.stage2_step_epochs)
     if FLAGS.tau is not None:
         stage1 = dataclasses.replace(stage1, tau=FLAGS.tau)
         stage2 = dataclasses.replace(stage2, tau=FLAGS.tau)
@@ -127,15 +128,38 @@ def resolve_config():
     for name in ("batch_size", "checkpoint_every_steps", "max_steps_per_epoch", "seed"):
         if getattr(FLAGS, name) is not None:
             overrides[name] = getattr(FLAGS, name)
-    for name in ("batch_size",):
-        if overrides.get(name, 1) < 1:
-            raise ValueError(f"--{name} must be positive. Received: {overrides[name]}")
-    return dataclasses.replace(config, **overrides)
+    config = dataclasses.replace(config, **overrides)  # validates every value
+    from keras_oltr.training.trainer import default_run_name
+
+    return dataclasses.replace(config, name=default_run_name(config))
+
+
+# Config fields and the flags that set them, for error messages.
+_FLAG_OF_FIELD = {
+    "stage1.learning_rate": "--stage1_lr",
+    "stage2.learning_rate": "--stage2_lr",
+    "stage1.epochs": "--stage1_epochs",
+    "stage2.epochs": "--stage2_epochs",
+    "stage1.step_epochs": "--stage1_step_epochs",
+    "stage2.step_epochs": "--stage2_step_epochs",
+    "stage1.tau": "--tau",
+    "stage2.tau": "--tau",
+    "batch_size": "--batch_size",
+    "checkpoint_every_steps": "--checkpoint_every_steps",
+    "max_steps_per_epoch": "--max_steps_per_epoch",
+    "seed": "--seed",
+}
+
+
+def _with_flag(message):
+    for field, flag in _FLAG_OF_FIELD.items():
+        if message.startswith(f"`{field}`"):
+            return f"{flag}: {message}"
+    return message
 
 
 def _user_error(error):
     """User errors (flags, data, missing stage 1): one clear line, no traceback."""
-    logging.error("%s", error)
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
 
@@ -156,7 +180,7 @@ def main(argv):
         workdir = FLAGS.workdir or os.path.join("runs", config.name)
         strategy = make_strategy(FLAGS.strategy)
     except ValueError as error:
-        _user_error(error)
+        _user_error(_with_flag(str(error)))
     try:
         logging.info(
             "Strategy %s with %d replica(s); workdir %s",
@@ -175,13 +199,21 @@ def main(argv):
             verbose=FLAGS.verbose,
         )
     except TrainingError as error:
-        _user_error(error)
+        _user_error(_with_flag(str(error)))
     if "results" in summary:
         print(
             f"\nResults ({config.dataset}, best checkpoints; open-set threshold "
             f"{config.threshold}):\n{summary['results']}"
         )
         print(f"Reports: {os.path.join(workdir, 'eval')}")
+    elif FLAGS.stage == "1":
+        from keras_oltr.training import Workdir
+
+        print(
+            f"\nStage 1 done: {Workdir(workdir).model_path(1)}. Evaluate it with\n"
+            f"  python trainers/evaluate.py --workdir={workdir} --stage=1\n"
+            "or continue with the same flags and --stage=2."
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,14 @@ PROBLEM_KINDS = {
     "duplicate": "duplicate images",
     "label": "labels out of range",
     "missing": "missing image files",
+    "outside": "paths outside data_root (pass allow_outside_data_root=True to allow)",
+    "overlap": "images listed in two splits",
+    "empty_split": "split files without images",
     "empty_class": "classes with zero train images",
 }
+SPLIT_OVERLAP = ("warn", "error")
+# Images read to infer the size and channels of a custom dataset.
+PROBE_IMAGES = 8
 
 
 class SplitFileError(ValueError):
@@ -90,6 +96,14 @@ def read_split_file(path: str):
     return entries, problems
 
 
+def _escapes(rel: str) -> bool:
+    """Whether a split-file path leaves the data root (absolute, or `..` upwards)."""
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or os.path.splitdrive(rel)[0]:
+        return True
+    norm = os.path.normpath(rel)
+    return norm == ".." or norm.startswith(".." + os.sep)
+
+
 def _missing(paths: list[str]) -> list[bool]:
     # Thread pool: stat() latency dominates on network file systems.
     with futures.ThreadPoolExecutor(max_workers=16) as pool:
@@ -112,6 +126,11 @@ class SplitFileDataset(base.LongTailDataset):
         horizontal_flip: whether flipping is a valid augmentation.
         augmentation: see `LongTailDataset`.
         check_files: check that every listed image exists while loading.
+        allow_outside_data_root: accept absolute paths and `..` paths that leave
+            `data_root` (rejected by default: a received split file must not make
+            the trainer read arbitrary files).
+        split_overlap: an image listed in two splits (e.g. train and test) is
+            logged as a warning ("warn") or is an error ("error").
 
     Raises:
         ValueError: `data_root` or a split file does not exist.
@@ -138,7 +157,14 @@ class SplitFileDataset(base.LongTailDataset):
         horizontal_flip: bool = True,
         augmentation: str | None = None,
         check_files: bool = True,
+        allow_outside_data_root: bool = False,
+        split_overlap: str = "warn",
     ):
+        if split_overlap not in SPLIT_OVERLAP:
+            raise ValueError(
+                f"`split_overlap` must be one of {SPLIT_OVERLAP}. "
+                f"Received: split_overlap={split_overlap!r}"
+            )
         if not os.path.isdir(data_root):
             raise ValueError(
                 f"Image folder `data_root` does not exist. Received: data_root={data_root!r}"
@@ -169,11 +195,50 @@ class SplitFileDataset(base.LongTailDataset):
                     f"num_classes={num_classes}, len(class_names)={len(class_names)}"
                 )
             num_classes = len(class_names)
+        train_name = os.path.basename(self.split_files["train"])
+        for split, entries in parsed.items():
+            if not entries and split == "train":
+                problems["empty_split"].append(
+                    f"{os.path.basename(self.split_files[split])}: no `relative/path label` "
+                    f"lines (the {split} split is empty)"
+                )
         if num_classes is None:
-            train_labels = [y for _, _, y in parsed["train"] if y >= 0]
+            # Every class needs a train image, so there are at most as many classes as
+            # train lines: a typo such as 1000000000 must not size anything.
+            limit = max(len(parsed["train"]), 1)
+            train_labels = [y for _, _, y in parsed["train"] if 0 <= y < limit]
             num_classes = max(train_labels) + 1 if train_labels else 1
         if class_names is None:
             class_names = tuple(str(i) for i in range(num_classes))
+        if not allow_outside_data_root:
+            for split, entries in parsed.items():
+                fname = os.path.basename(self.split_files[split])
+                for lineno, rel, _ in entries:
+                    if _escapes(rel):
+                        problems["outside"].append(f"{fname}:{lineno}: {rel}")
+                parsed[split] = [e for e in entries if not _escapes(e[1])]
+        first_split: dict[str, tuple[str, int]] = {}
+        overlaps = []
+        for split, entries in parsed.items():
+            fname = os.path.basename(self.split_files[split])
+            for lineno, rel, _ in entries:
+                key = os.path.normpath(rel)
+                if key in first_split and first_split[key][0] != split:
+                    other, other_line = first_split[key]
+                    overlaps.append(
+                        f"{fname}:{lineno}: {rel} (also in the {other} split, "
+                        f"{os.path.basename(self.split_files[other])}:{other_line})"
+                    )
+                else:
+                    first_split.setdefault(key, (split, lineno))
+        if overlaps and split_overlap == "error":
+            problems["overlap"].extend(overlaps)
+        elif overlaps:
+            logging.warning(
+                "%d image(s) are listed in two splits (pass split_overlap='error' to refuse): %s",
+                len(overlaps),
+                "; ".join(overlaps[:MAX_QUOTED]),
+            )
 
         self._paths: dict[str, np.ndarray] = {}
         self._labels: dict[str, np.ndarray] = {}
@@ -183,6 +248,8 @@ class SplitFileDataset(base.LongTailDataset):
             kept = []
             for lineno, rel, label in entries:
                 ok = label == base.OPEN_LABEL if is_open else 0 <= label < num_classes
+                if not ok and not parsed["train"]:
+                    continue  # the empty train file is the problem, not this label
                 if not ok:
                     expected = "-1" if is_open else f"0..{num_classes - 1}"
                     problems["label"].append(
@@ -201,8 +268,7 @@ class SplitFileDataset(base.LongTailDataset):
             self._labels[split] = np.array([y for _, _, y in kept], dtype=np.int64)
 
         counts = np.bincount(self._labels["train"], minlength=num_classes)
-        train_name = os.path.basename(self.split_files["train"])
-        for c in np.flatnonzero(counts == 0):
+        for c in np.flatnonzero(counts == 0 if parsed["train"] else []):
             problems["empty_class"].append(f"{train_name}: class {c} ({class_names[c]})")
         if any(problems.values()):
             raise SplitFileError(problems)
@@ -316,6 +382,11 @@ def _read_class_names(path: str | None):
 
 
 def _official(prefix, name, data_root, split_dir, num_classes, class_names_file, **kwargs):
+    if not os.path.isdir(data_root):
+        raise ValueError(
+            f"Image folder `data_root` (--data_root) does not exist. Received: "
+            f"data_root={data_root!r}"
+        )
     if not os.path.isdir(split_dir):
         raise ValueError(
             f"Folder of the {prefix} split files does not exist. Received: split_dir={split_dir!r}"
@@ -400,7 +471,8 @@ def custom(
     num_classes: int | None = None,
     class_names_file: str | None = None,
     name: str = "custom",
-    image_size: int = 224,
+    image_size: int | None = None,
+    channels: int | None = None,
     **kwargs,
 ) -> SplitFileDataset:
     """Any dataset described by OLTR-format split files (e.g. from `make_splits`).
@@ -411,11 +483,20 @@ def custom(
         num_classes: K; inferred from the train labels (max + 1) unless given or
             implied by `class_names_file`.
         class_names_file: optional file with one class name per line.
-        name: dataset name for logs.
-        image_size: model input size.
-        **kwargs: further `SplitFileDataset` arguments (channels, horizontal_flip...).
+        name: dataset name for logs and the default run name.
+        image_size: model input size; default: the size of the first train images
+            when they are all at most 224 px (e.g. 28 for MNIST-like data), else 224.
+        channels: 1 or 3; default: 1 when the first train images are all grayscale,
+            else 3.
+        **kwargs: further `SplitFileDataset` arguments (horizontal_flip...).
     """
     given = {"train": train, "val": val, "test": test, "open": open, "open_val": open_val}
+    if image_size is None or channels is None:
+        probed_size, probed_channels = probe_images(data_root, train)
+        if image_size is None:
+            image_size = probed_size
+        if channels is None:
+            channels = probed_channels
     return SplitFileDataset(
         data_root=data_root,
         split_files={s: p for s, p in given.items() if p is not None},
@@ -423,5 +504,44 @@ def custom(
         num_classes=num_classes,
         class_names=_read_class_names(class_names_file),
         image_size=image_size,
+        channels=channels,
         **kwargs,
     )
+
+
+def probe_images(data_root: str, train_file: str, count: int = PROBE_IMAGES):
+    """(image_size, channels) defaults read from the first images of a train file.
+
+    The size is the largest side of the first `count` readable images when it is at
+    most 224, else 224; channels is 1 when they are all grayscale, else 3. Falls
+    back to (224, 3) when none can be read (loading reports the real problem).
+    """
+    sizes, grays = [], []
+    if os.path.isdir(data_root) and os.path.isfile(train_file):
+        entries, _ = read_split_file(train_file)
+        for _, rel, _ in entries:
+            if len(sizes) >= count:
+                break
+            if _escapes(rel):
+                continue
+            try:
+                image = tf.io.decode_image(
+                    tf.io.read_file(os.path.join(data_root, rel)), expand_animations=False
+                )
+            except (tf.errors.OpError, ValueError):
+                continue
+            h, w, c = image.shape
+            sizes.append(max(h, w))
+            grays.append(c in (1, 2))
+    if not sizes:
+        return 224, 3
+    size = max(sizes) if max(sizes) <= 224 else 224
+    channels = 1 if all(grays) else 3
+    logging.info(
+        "Custom dataset: image_size=%d, channels=%d from its first %d train images "
+        "(set --dataset_arg=image_size=... / channels=... to override).",
+        size,
+        channels,
+        len(sizes),
+    )
+    return size, channels

@@ -7,7 +7,6 @@ the top-1 class and max probability of each image are kept, so memory is O(N).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,19 +24,18 @@ from keras_oltr.evaluation.metrics import (
 )
 from keras_oltr.evaluation.plots import write_plots
 from keras_oltr.evaluation.report import write_report
+from keras_oltr.training.workdir import (  # noqa: F401  (re-exported)
+    CHECKPOINTS,
+    STAGE_NAMES,
+    CheckpointDamagedError,
+    CheckpointNotFoundError,
+    Workdir,
+    WorkdirError,
+)
 
 TEST_SPLITS = ("test", "open")
 VAL_SPLITS = ("val", "open_val")
-CHECKPOINTS = ("best", "latest")
-STAGE_MODEL_NAMES = {1: "plain", 2: "oltr"}
-
-
-class WorkdirError(Exception):
-    """A training workdir lacks what evaluation needs (config, checkpoint)."""
-
-
-class CheckpointNotFoundError(WorkdirError, FileNotFoundError):
-    """The requested checkpoint file does not exist."""
+STAGE_MODEL_NAMES = STAGE_NAMES
 
 
 def _num_batches(batches: Iterable[Any]) -> int | None:
@@ -257,30 +255,19 @@ def evaluate_workdir(
             f"`checkpoint` must be one of {CHECKPOINTS}. Received: checkpoint={checkpoint!r}"
         )
     check_convention(convention)
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(config_path):
-        raise WorkdirError(f"No config.json in workdir {workdir!r} (expected {config_path}).")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-        dataset_name = config["dataset"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise WorkdirError(f"Cannot read the dataset from {config_path}: {error!r}") from None
-    checkpoint_path = os.path.join(workdir, f"stage{stage}", f"{checkpoint}.keras")
-    if not os.path.isfile(checkpoint_path):
-        raise CheckpointNotFoundError(
-            f"No {checkpoint!r} checkpoint for stage {stage}: {checkpoint_path} does not "
-            "exist. Train that stage first, or pick --stage / --checkpoint."
-        )
+    run = Workdir(workdir)
+    config = run.read_config_document()
+    run.require_model(stage, checkpoint)
+    checkpoint_path = run.model_path(stage, checkpoint)
 
     # Importing these registers the custom layers and models needed to deserialise.
     import keras_oltr.layers
     import keras_oltr.models  # noqa: F401
     from keras_oltr import data
 
-    model = keras.saving.load_model(checkpoint_path, compile=False)
-    dataset = data.get_dataset(dataset_name, **config.get("dataset_kwargs", {}))
-    out_dir = out_dir or os.path.join(workdir, "eval", f"stage{stage}")
+    model = run.load_model(stage, checkpoint)
+    dataset = data.get_dataset(config["dataset"], **config.get("dataset_kwargs", {}))
+    out_dir = out_dir or run.eval_dir(stage)
     return evaluate_model(
         model,
         dataset,

@@ -1,13 +1,12 @@
-"""Loading a trained model, its class list and its rejection threshold from a workdir."""
+"""Loading a trained model, its class list and its rejection threshold from a workdir.
+
+The run layout itself (paths, config.json, metrics.json) is `keras_oltr.training.Workdir`'s.
+"""
 
 import dataclasses
-import json
-import os
 
-from absl import logging
-
-from keras_oltr.evaluation.evaluate import CheckpointNotFoundError, WorkdirError
 from keras_oltr.evaluation.metrics import DEFAULT_THRESHOLD
+from keras_oltr.training.workdir import Workdir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,45 +35,19 @@ class WorkdirModel:
         }
 
 
-def _selection(workdir, stage):
-    """(metrics.threshold_selection dict or None, metrics.json path)."""
-    path = os.path.join(workdir, "eval", f"stage{stage}", "metrics.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            # metrics.json as keras_oltr.evaluation.write_report writes it.
-            selection = json.load(f)["metrics"]["threshold_selection"]
-        float(selection["threshold"])
-        return selection, path
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        logging.warning("No threshold selection in %s (%r); using the default.", path, error)
-    return None, path
-
-
 def validation_threshold(workdir, stage=2):
-    """The validation-chosen threshold of ``<workdir>/eval/stage{stage}/metrics.json``.
+    """The validation-chosen threshold of the stage's evaluation (`Workdir.chosen_threshold`).
 
     Returns:
         (threshold, source): the evaluation's ``metrics.threshold_selection.threshold`` and
-        "validation:<path>", or (0.1, "default") when the file or the key is absent.
+        "validation:<metrics.json path>", or (0.1, "default") when it is absent.
     """
-    selection, path = _selection(workdir, stage)
-    if selection is None:
-        return DEFAULT_THRESHOLD, "default"
-    return float(selection["threshold"]), f"validation:{path}"
+    return Workdir(workdir).chosen_threshold(stage, default=DEFAULT_THRESHOLD)
 
 
 def read_config(workdir):
-    """The ``<workdir>/config.json`` document written by the trainer."""
-    path = os.path.join(workdir, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise WorkdirError(f"No config.json in workdir {workdir!r} (expected {path}).") from None
-    except (OSError, ValueError) as error:
-        raise WorkdirError(f"Cannot read {path}: {error!r}") from None
+    """The ``config.json`` document written by the trainer (raises WorkdirError)."""
+    return Workdir(workdir).read_config_document()
 
 
 def get_workdir_dataset(config):
@@ -85,7 +58,7 @@ def get_workdir_dataset(config):
 
 
 def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
-    """Loads ``<workdir>/stage{stage}/{checkpoint}.keras`` with class names and threshold.
+    """Loads the stage's ``{checkpoint}.keras`` with class names and threshold.
 
     Args:
         workdir: a training workdir (config.json, stage1/, stage2/, eval/).
@@ -95,33 +68,28 @@ def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
             and threshold (metrics.json's threshold_selection), else msp at 0.1.
 
     Raises:
-        WorkdirError, CheckpointNotFoundError: missing config or checkpoint.
+        WorkdirError, CheckpointNotFoundError, CheckpointDamagedError: missing config,
+            missing or unreadable checkpoint.
     """
+    run = Workdir(workdir)
+    stage = int(stage) if stage in (1, 2) else stage
     if stage not in (1, 2):
         raise ValueError(f"`stage` must be 1 or 2. Received: stage={stage!r}")
-    config = read_config(workdir)
-    path = os.path.join(workdir, f"stage{stage}", f"{checkpoint}.keras")
-    if not os.path.isfile(path):
-        raise CheckpointNotFoundError(f"No stage-{stage} checkpoint: {path} does not exist.")
-    import keras
-
-    import keras_oltr.models  # noqa: F401  (registers the custom layers)
-
-    model = keras.saving.load_model(path, compile=False)
+    config = run.read_config_document()
+    model = run.load_model(stage, checkpoint)
     class_names = config.get("class_names")
     if not class_names:
         class_names = get_workdir_dataset(config).class_names
     open_score, score_params, note = "msp", {}, ""
     if threshold is None:
-        selection, metrics_path = _selection(workdir, stage)
+        threshold, source = validation_threshold(workdir, stage)
+        selection = run.threshold_selection(stage) if source != "default" else None
         if selection:
-            threshold, source = float(selection["threshold"]), f"validation:{metrics_path}"
             # metrics.json written before the open scores existed chose on msp.
             open_score = selection.get("score") or "msp"
             score_params = selection.get("score_params") or {}
             note = selection.get("open_val_note") or ""
         else:
-            threshold, source = DEFAULT_THRESHOLD, "default"
             note = "no validation selection: default threshold on msp"
     else:
         source = "argument"
@@ -131,7 +99,7 @@ def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
         threshold=float(threshold),
         threshold_source=source,
         config=config,
-        checkpoint=path,
+        checkpoint=run.model_path(stage, checkpoint),
         open_score=open_score,
         score_params=score_params,
         open_validation=note,

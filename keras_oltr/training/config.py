@@ -6,8 +6,24 @@ such as steps per epoch come from the dataset at run time, never from the config
 
 import dataclasses
 import json
+import math
 
 _PRESETS = {}
+SAMPLERS = ("random", "class_aware")
+SCHEDULES = ("step", "cosine")
+
+
+def _check(ok, field, value, rule):
+    if not ok:
+        raise ValueError(f"`{field}` must be {rule}. Received: {field}={value!r}")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +66,50 @@ class StageConfig:
     large_margin_weight: float = 0.01  # stage 2 only
     tau: float = 0.0  # > 0: class-prior-aware CE (1 = Balanced Softmax)
 
+    def validate(self, prefix=""):
+        """Raises ValueError naming the first invalid field (`prefix` + its name).
+
+        `epochs=0` is valid: the stage does not train and saves its initial model
+        (stage 2: stage-1 weights with fresh centroids) as best and latest.
+        """
+        _check(_is_int(self.epochs) and self.epochs >= 0, prefix + "epochs", self.epochs, ">= 0")
+        _check(
+            _is_number(self.learning_rate) and self.learning_rate > 0,
+            prefix + "learning_rate",
+            self.learning_rate,
+            "positive and finite",
+        )
+        _check(self.schedule in SCHEDULES, prefix + "schedule", self.schedule, f"in {SCHEDULES}")
+        _check(
+            _is_int(self.step_epochs) and self.step_epochs >= 1,
+            prefix + "step_epochs",
+            self.step_epochs,
+            ">= 1",
+        )
+        _check(_is_number(self.gamma) and self.gamma > 0, prefix + "gamma", self.gamma, "> 0")
+        _check(
+            _is_number(self.momentum) and 0 <= self.momentum < 1,
+            prefix + "momentum",
+            self.momentum,
+            "in [0, 1)",
+        )
+        for name in ("weight_decay", "backbone_lr_multiplier", "centroid_lr_multiplier", "tau"):
+            value = getattr(self, name)
+            _check(_is_number(value) and value >= 0, prefix + name, value, ">= 0 and finite")
+        _check(
+            _is_number(self.large_margin_weight) and self.large_margin_weight >= 0,
+            prefix + "large_margin_weight",
+            self.large_margin_weight,
+            ">= 0 and finite",
+        )
+        _check(self.sampler in SAMPLERS, prefix + "sampler", self.sampler, f"in {SAMPLERS}")
+        _check(
+            _is_int(self.samples_per_class) and self.samples_per_class >= 1,
+            prefix + "samples_per_class",
+            self.samples_per_class,
+            ">= 1",
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
@@ -69,17 +129,48 @@ class ExperimentConfig:
     mixed_precision: bool = False
     max_steps_per_epoch: int = 0  # > 0 caps epochs (smoke runs)
 
-    def to_json(self):
-        """The config as pretty JSON (written beside every run's checkpoints)."""
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """Raises ValueError naming the first invalid field.
+
+        `max_steps_per_epoch=0` means no cap and `checkpoint_every_steps=0` means
+        checkpoints only at epoch ends; negative values are errors.
+        """
+        for name in ("batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 1, name, value, "a positive integer")
+        for name in ("checkpoint_every_steps", "max_steps_per_epoch", "seed"):
+            value = getattr(self, name)
+            _check(_is_int(value) and value >= 0, name, value, "an integer >= 0")
+        _check(
+            _is_number(self.threshold) and 0 <= self.threshold <= 1,
+            "threshold",
+            self.threshold,
+            "in [0, 1]",
+        )
+        self.stage1.validate("stage1.")
+        self.stage2.validate("stage2.")
+
+    def to_json(self, **extra):
+        """The config as pretty JSON (config.json); `extra` adds top-level facts."""
+        return json.dumps(dataclasses.asdict(self) | extra, indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d):
-        """Inverse of dataclasses.asdict."""
+        """Inverse of dataclasses.asdict; raises ValueError naming an unknown field."""
         d = dict(d)
-        d["model"] = ModelConfig(**d.get("model", {}))
-        d["stage1"] = StageConfig(**d.get("stage1", {}))
-        d["stage2"] = StageConfig(**d.get("stage2", {}))
+        parts = {"model": ModelConfig, "stage1": StageConfig, "stage2": StageConfig}
+        for key, part in [(None, cls), *parts.items()]:
+            fields = {f.name for f in dataclasses.fields(part)}
+            given = d if key is None else d.get(key, {})
+            unknown = sorted(set(given) - fields)
+            if unknown:
+                where = "" if key is None else f"{key}."
+                raise ValueError(f"Unknown config field(s): {[where + u for u in unknown]}")
+        for key, part in parts.items():
+            d[key] = part(**d.get(key, {}))
         return cls(**d)
 
 

@@ -1,14 +1,16 @@
 """The two-stage OLTR trainer: the library behind trainers/train.py.
 
 Stage 1 trains the plain model; stage 2 loads it, computes the class centroids and
-trains the OLTR model with class-aware sampling (SPEC section 5). Every stage
-writes, under <workdir>/stage{N}/: checkpoint/ (the resumable state, every epoch and
-every `checkpoint_every_steps` steps), best.keras (best validation accuracy) and
-latest.keras; TensorBoard logs go to <workdir>/tensorboard/stage{N}.
+trains the OLTR model with class-aware sampling. Every stage writes the resumable
+checkpoint (every epoch and every `checkpoint_every_steps` steps), best.keras (best
+validation accuracy) and latest.keras, where `Workdir` puts them.
+
+An epoch ends in a fixed order: validation, best.keras, then the checkpoint that
+marks the epoch done. Every file is written under a temporary name and renamed, so
+a run killed at any moment resumes and writes the same files as an uninterrupted
+one (bit-exact with --deterministic).
 """
 
-import dataclasses
-import json
 import math
 import os
 import time
@@ -28,13 +30,24 @@ from keras_oltr.training.checkpoint import (
     restore_training_state,
     save_training_state,
 )
+from keras_oltr.training.feature_bank import ensure_feature_bank
 from keras_oltr.training.keras_compat import skip_prefit_batch_reduce
-
-STAGE_NAMES = {1: "plain", 2: "oltr"}
+from keras_oltr.training.workdir import (
+    STAGE_NAMES,
+    Workdir,
+    WorkdirError,
+    atomic_write,
+    save_model_atomic,
+    write_text_atomic,
+)
 
 
 class TrainingError(Exception):
     """A user-facing problem with a run (missing stage-1 model, bad batch size, ...)."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def learning_rate_schedule(stage_config, steps_per_epoch):
@@ -111,16 +124,11 @@ def build_stage1_model(config, dataset, strategy):
         )
 
 
-def build_stage2_model(config, dataset, strategy, stage1_path):
-    """The OLTR model, its backbone and hallucinator initialised from stage 1."""
-    if not os.path.isfile(stage1_path):
-        raise TrainingError(
-            f"Stage 2 needs the stage-1 model, but {stage1_path} does not exist. Run "
-            "--stage=1 (or --stage=all) with this --workdir first."
-        )
+def build_stage2_model(config, dataset, strategy, workdir):
+    """The OLTR model, its backbone and hallucinator initialised from stage 1's best."""
     sync_bn = strategy.num_replicas_in_sync > 1
     with strategy.scope():
-        stage1 = keras.saving.load_model(stage1_path, compile=False)
+        stage1 = Workdir(workdir.root).load_model(1, "best")
         model = build_oltr_model(
             dataset.num_classes,
             _input_shape(dataset),
@@ -188,16 +196,35 @@ def validate(model, dataset, config, predict_fn=None):
 
 
 class _StepCheckpoint(keras.callbacks.Callback):
-    """Saves the resumable state every `every` optimizer steps inside an epoch."""
+    """Saves the resumable state every `every` optimizer steps inside an epoch.
 
-    def __init__(self, save_fn, every, first_step):
+    Never at an epoch's last step: that checkpoint marks the epoch done and is
+    written after validation and best.keras.
+    """
+
+    def __init__(self, save_fn, every, first_step, epoch_end_step):
         super().__init__()
         self.save_fn, self.every, self.first_step = save_fn, every, first_step
+        self.epoch_end_step = epoch_end_step
+        self.non_finite_step = None
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.first_step + batch + 1
-        if self.every and step % self.every == 0:
-            self.save_fn(step)
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.non_finite_step = step
+            self.model.stop_training = True
+            return
+        if self.every and step % self.every == 0 and step < self.epoch_end_step:
+            if _weights_finite(self.model):
+                self.save_fn(step)
+            else:
+                self.non_finite_step = step
+                self.model.stop_training = True
+
+
+def _weights_finite(model):
+    return all(np.all(np.isfinite(keras.ops.convert_to_numpy(v))) for v in model.weights)
 
 
 def _fmt_pct(value):
@@ -207,52 +234,65 @@ def _fmt_pct(value):
 def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True, verbose=1):
     """Trains one stage with checkpoints, validation and TensorBoard logs.
 
+    A stage of 0 epochs does not train: its initial model is saved as best.keras
+    and latest.keras (stage 2: the stage-1 weights with fresh centroids).
+
     Returns the stage's state dict (steps, best validation accuracy and epoch,
     per-epoch history).
+
+    Raises:
+        NonFiniteLossError: the loss or the weights became NaN/Inf; the last
+            good checkpoint is kept.
     """
     stage_config = config.stage1 if stage == 1 else config.stage2
     is_chief, worker, _ = worker_info(strategy)
     skip_prefit_batch_reduce(model, strategy)
-    stage_dir = os.path.join(workdir, f"stage{stage}")
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     # Only the chief writes the run's files; other workers keep their own copies in
     # <workdir>/.worker{i}/ (every worker must run the same saves, and comparing the
     # copies shows that the workers agree).
-    write_dir = (
-        stage_dir if is_chief else os.path.join(workdir, f".worker{worker}", f"stage{stage}")
-    )
-    os.makedirs(write_dir, exist_ok=True)
-    ckpt_dir = os.path.join(write_dir, "checkpoint")
-    steps = dataset.steps_per_epoch(config.batch_size)
-    if config.max_steps_per_epoch:
-        steps = min(steps, config.max_steps_per_epoch)
+    mine = Workdir(workdir.root, worker=0 if is_chief else worker)
+    os.makedirs(mine.stage_dir(stage), exist_ok=True)
+    steps = _steps_per_epoch(dataset, config)
 
     state = {"stage": stage, "global_step": 0, "best_val_accuracy": -1.0, "best_epoch": -1}
     state["history"] = []
-    previous = read_state(os.path.join(stage_dir, "checkpoint")) if resume else None
+    previous = read_state(workdir.checkpoint_dir(stage)) if resume else None
     if previous is not None:
         with strategy.scope():
-            state = restore_training_state(
-                os.path.join(stage_dir, "checkpoint"), model, model.optimizer
-            )
+            state = restore_training_state(workdir.checkpoint_dir(stage), model, model.optimizer)
         logging.info("Stage %d: resumed from step %d", stage, state["global_step"])
     iterations = int(model.optimizer.iterations.numpy())
     if iterations != state["global_step"]:
         raise TrainingError(
             f"Checkpoint step {state['global_step']} and optimizer step {iterations} differ."
         )
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", f"stage{stage}"))
+    if state["global_step"] > steps * stage_config.epochs:
+        raise TrainingError(
+            f"The stage-{stage} checkpoint is at step {state['global_step']}, beyond the "
+            f"{stage_config.epochs} epoch(s) of {steps} steps configured."
+        )
+    writer = tf.summary.create_file_writer(workdir.tensorboard_dir(stage))
     predict_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def save(step, current_state=None):
         current = dict(current_state or state, global_step=int(step))
-        save_training_state(ckpt_dir, model, model.optimizer, current)
+        save_training_state(mine.checkpoint_dir(stage), model, model.optimizer, current)
 
+    if stage_config.epochs == 0:
+        logging.warning(
+            "Stage %d has 0 epochs: its initial model is saved as best and latest.", stage
+        )
+        state["best_epoch"] = 0
+        save_model_atomic(model, mine.model_path(stage, "best"), fault="best")
     first_epoch = state["global_step"] // steps
     for epoch in range(first_epoch, stage_config.epochs):
         skip = state["global_step"] - epoch * steps
         start = time.time()
         data = _train_data(dataset, config, stage_config, strategy, epoch, skip, steps)
-        callback = _StepCheckpoint(save, config.checkpoint_every_steps, state["global_step"])
+        callback = _StepCheckpoint(
+            save, config.checkpoint_every_steps, state["global_step"], (epoch + 1) * steps
+        )
         logging.info(
             "Stage %d (%s) epoch %d/%d", stage, STAGE_NAMES[stage], epoch + 1, stage_config.epochs
         )
@@ -265,6 +305,17 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
             shuffle=False,  # the order is the sampler's, fixed by (seed, epoch)
             verbose=verbose,
         )
+        if callback.non_finite_step is None and not _weights_finite(model):
+            callback.non_finite_step = (epoch + 1) * steps
+        if callback.non_finite_step is not None:
+            kept = read_state(workdir.checkpoint_dir(stage), warn=False)
+            raise NonFiniteLossError(
+                f"Stage {stage}: the loss became NaN/Inf at step {callback.non_finite_step} "
+                f"(epoch {epoch + 1}); stopped. The last good checkpoint "
+                + (f"(step {kept['global_step']}) " if kept else "(none yet) ")
+                + f"is kept in {workdir.checkpoint_dir(stage)}. Lower --stage{stage}_lr "
+                "or check the input data."
+            )
         state["global_step"] = (epoch + 1) * steps
         train_logs = {k: float(v[-1]) for k, v in history.history.items()}
         val = validate(model, dataset, config, predict_fn)
@@ -297,13 +348,53 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
                 if val["reachability_open"] is not None:
                     tf.summary.histogram("reachability/open_val", val["reachability_open"])
             writer.flush()
+        # best.keras before the checkpoint that marks the epoch done: a kill between
+        # the two reruns this epoch and writes the same best.keras again.
         if val["val_accuracy"] > state["best_val_accuracy"]:
             state["best_val_accuracy"] = val["val_accuracy"]
             state["best_epoch"] = epoch + 1
-            model.save(os.path.join(write_dir, "best.keras"))
+            save_model_atomic(model, mine.model_path(stage, "best"), fault="best")
         save(state["global_step"])
-    model.save(os.path.join(write_dir, "latest.keras"))
+    if not os.path.isfile(mine.model_path(stage, "best")):
+        raise TrainingError(
+            f"Stage {stage} finished but {mine.model_path(stage, 'best')} is missing (deleted "
+            "after training?). Start the stage over with --noresume."
+        )
+    save_model_atomic(model, mine.model_path(stage, "latest"), fault="latest")
     return state
+
+
+def _steps_per_epoch(dataset, config):
+    steps = dataset.steps_per_epoch(config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    return steps
+
+
+def default_run_name(config):
+    """The run's name: the preset's, or the dataset's when it is not the preset's.
+
+    A custom-data run (`--dataset=custom`) is named after its dataset (the `name`
+    argument when given), not after the preset whose settings it borrows.
+    """
+    preset_dataset = config.name.removesuffix("_smoke")
+    if config.dataset == preset_dataset or config.name.startswith(config.dataset):
+        return config.name
+    name = str(config.dataset_kwargs.get("name") or config.dataset)
+    return name + ("_smoke" if config.name.endswith("_smoke") else "")
+
+
+def check_splits(dataset, *, evaluate):
+    """Raises TrainingError before any step when a split the run needs is missing."""
+    needed = ["val"] + (["test"] if evaluate else [])
+    missing = [s for s in needed if not dataset.has_split(s)]
+    if missing:
+        raise TrainingError(
+            f"Dataset {dataset.name!r} has no {' / '.join(missing)} split, which this run "
+            "needs (val picks the best checkpoint; test is evaluated at the end of "
+            "--stage=all). Pass it (e.g. --dataset_arg=val=<split file>)"
+            + (", or --noevaluate." if "test" in missing else ".")
+        )
 
 
 def run_experiment(
@@ -317,7 +408,12 @@ def run_experiment(
     export=True,
     verbose=1,
 ):
-    """Runs stage 1 and/or 2, then evaluation and export; returns a summary dict."""
+    """Runs stage 1 and/or 2, then evaluation and export; returns a summary dict.
+
+    Everything a run needs (config values, dataset splits, batch size, a usable
+    workdir whose config.json matches) is checked before the first step, each
+    problem raised as one TrainingError.
+    """
     strategy = strategy or tf.distribute.get_strategy()
     if config.batch_size % strategy.num_replicas_in_sync:
         raise TrainingError(
@@ -326,30 +422,36 @@ def run_experiment(
         )
     if stage not in ("1", "2", "all"):
         raise TrainingError(f"--stage must be 1, 2 or all. Received: stage={stage!r}")
+    try:
+        config.validate()
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
     from keras_oltr.data import get_dataset
 
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+    is_chief, _, _ = worker_info(strategy)
+    try:
+        if is_chief:
+            workdir.prepare()
+    except WorkdirError as error:
+        raise TrainingError(str(error)) from None
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
         keras.mixed_precision.set_dtype_policy(policy)
     try:
         dataset = get_dataset(config.dataset, **config.dataset_kwargs)
-    except (ValueError, FileNotFoundError) as error:  # SplitFileError included
-        raise TrainingError(str(error)) from error
+        steps = _steps_per_epoch(dataset, config)
+    except (ValueError, TypeError, FileNotFoundError) as error:  # SplitFileError included
+        raise TrainingError(str(error)) from None
     logging.info("%s", dataset.describe())
-    os.makedirs(workdir, exist_ok=True)
-    is_chief, _, _ = worker_info(strategy)
+    check_splits(dataset, evaluate=evaluate and stage == "all")
     if is_chief:
-        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-            document = dataclasses.asdict(config)
-            document["image_size"] = dataset.image_size
-            document["channels"] = dataset.channels
-            document["class_names"] = list(dataset.class_names)
-            json.dump(document, f, indent=2, sort_keys=True)
+        try:
+            workdir.write_config(config, dataset, resume=resume, stage=stage)
+        except WorkdirError as error:
+            raise TrainingError(str(error)) from None
     summary = {}
-    steps = dataset.steps_per_epoch(config.batch_size)
-    if config.max_steps_per_epoch:
-        steps = min(steps, config.max_steps_per_epoch)
     if stage in ("1", "all"):
         model = build_stage1_model(config, dataset, strategy)
         with strategy.scope():
@@ -358,18 +460,26 @@ def run_experiment(
             1, model, config, dataset, strategy, workdir, resume=resume, verbose=verbose
         )
     if stage in ("2", "all"):
-        stage1_path = os.path.join(workdir, "stage1", "best.keras")
-        model = build_stage2_model(config, dataset, strategy, stage1_path)
+        try:
+            model = build_stage2_model(config, dataset, strategy, workdir)
+        except WorkdirError as error:
+            raise TrainingError(str(error)) from None
         with strategy.scope():
             compile_for_stage(model, 2, config, dataset, steps)
-        has_checkpoint = resume and read_state(os.path.join(workdir, "stage2", "checkpoint"))
+        has_checkpoint = resume and read_state(workdir.checkpoint_dir(2), warn=False)
         if not has_checkpoint:
-            means = class_mean_features(model, dataset, strategy, config.eval_batch_size)
+            try:
+                means = class_mean_features(model, dataset, strategy, config.eval_batch_size)
+            except ValueError as error:
+                raise TrainingError(str(error)) from None
             with strategy.scope():
                 model.centroid_memory.set_centroids(means)
         summary["stage2"] = train_stage(
             2, model, config, dataset, strategy, workdir, resume=resume, verbose=verbose
         )
+        if is_chief:
+            # The deployed open-set score needs training features (a bank in the model).
+            ensure_feature_bank(workdir, dataset, batch_size=config.eval_batch_size)
     if evaluate and stage == "all" and is_chief:
         summary["results"] = evaluate_stages(config, dataset, workdir)
     if export and stage == "all" and is_chief:
@@ -378,39 +488,54 @@ def run_experiment(
 
 
 def evaluate_stages(config, dataset, workdir):
-    """Evaluates the best plain and OLTR models; writes results.md; returns the table."""
+    """Evaluates the best plain and OLTR models; writes results.md; returns the table.
+
+    Each stage's report folder is written under a temporary name and renamed, so
+    metrics.json is never half-written.
+    """
     from keras_oltr.evaluation import evaluate_model, format_results_table, results_row
 
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     rows = []
     for stage in (1, 2):
-        path = os.path.join(workdir, f"stage{stage}", "best.keras")
-        model = keras.saving.load_model(path, compile=False)
-        metrics = evaluate_model(
-            model,
-            dataset,
-            os.path.join(workdir, "eval", f"stage{stage}"),
-            threshold=config.threshold,
-            batch_size=config.eval_batch_size,
-            model_name=STAGE_NAMES[stage],
-            extra={"workdir": os.path.abspath(workdir), "checkpoint": path},
-        )
-        rows.append(results_row(metrics, STAGE_NAMES[stage]))
+        try:
+            model = workdir.load_model(stage, "best")
+        except WorkdirError as error:
+            raise TrainingError(str(error)) from None
+        name = workdir.stage_name(stage)
+        with atomic_write(workdir.eval_dir(stage), fault="metrics") as tmp:
+            try:
+                metrics = evaluate_model(
+                    model,
+                    dataset,
+                    tmp,
+                    threshold=config.threshold,
+                    batch_size=config.eval_batch_size,
+                    model_name=name,
+                    extra={
+                        "workdir": os.path.abspath(workdir.root),
+                        "checkpoint": workdir.model_path(stage, "best"),
+                    },
+                )
+            except ValueError as error:  # e.g. too many unreadable test images
+                raise TrainingError(str(error)) from None
+        rows.append(results_row(metrics, name))
     table = format_results_table(rows)
-    with open(os.path.join(workdir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(f"# {config.name} ({dataset.name})\n\n{table}\n")
+    write_text_atomic(workdir.results_path, f"# {config.name} ({dataset.name})\n\n{table}\n")
     return table
 
 
 def export_best(config, workdir):
-    """Exports the best OLTR model as a TF Serving SavedModel under <workdir>/export.
+    """Exports the best OLTR model as a TF Serving SavedModel under the workdir's export/.
 
     The threshold is the one the evaluation chose on validation, else 0.1. TFLite
     and ONNX conversions are one command each (export/*.py).
     """
     from keras_oltr.export import export_workdir_saved_model
 
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     path, trained = export_workdir_saved_model(
-        workdir, os.path.join(workdir, "export"), model_name=config.name, overwrite=True
+        workdir.root, workdir.export_dir, model_name=config.name, overwrite=True
     )
     logging.info(
         "Exported %s (threshold %.4g, %s)", path, trained.threshold, trained.threshold_source

@@ -1,0 +1,446 @@
+"""`Workdir`: the one object that knows a training run's folder layout.
+
+A run's folder holds::
+
+    config.json                     resolved ExperimentConfig + dataset facts
+    stage{N}/checkpoint/            resumable state (see checkpoint.py)
+    stage{N}/checkpoint.prev/       the previous good checkpoint (fallback)
+    stage{N}/best.keras             best validation accuracy
+    stage{N}/latest.keras           end of the stage
+    eval/stage{N}/metrics.json      evaluation (and the chosen open-set threshold)
+    results.md                      both stages' table
+    tensorboard/stage{N}/           TensorBoard logs
+    export/                         TF Serving SavedModel
+    .worker{i}/stage{N}/            non-chief workers' copies (multi-worker runs)
+
+Trainer, evaluation, export and benchmarks ask this class for paths, the config,
+the models and the threshold; nothing else builds a run path. Every artefact is
+written with `atomic_write` (temporary name, fsync, `os.replace`), so a run killed
+at any moment leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+
+from absl import logging
+
+STAGES = (1, 2)
+STAGE_NAMES = {1: "plain", 2: "oltr"}
+CHECKPOINTS = ("best", "latest")
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+TMP_PREFIX = ".tmp-"
+# Facts about the dataset that config.json records beside the ExperimentConfig.
+DATASET_INFO_KEYS = ("image_size", "channels", "class_names")
+# Config fields a resumed run may change: they do not alter what is trained.
+RESUMABLE_CHANGES = ("eval_batch_size", "checkpoint_every_steps", "threshold")
+# Environment hook of the fault-injection tests: "<write point>[:<n>]" SIGKILLs the
+# process at the n-th (default first) time it reaches that point of an artefact write.
+FAULT_ENV = "KERAS_OLTR_FAULT"
+_fault_hits: dict[str, int] = {}
+
+
+class WorkdirError(Exception):
+    """A workdir lacks something a step needs, or cannot be used."""
+
+
+class CheckpointNotFoundError(WorkdirError, FileNotFoundError):
+    """The requested model file does not exist."""
+
+
+class CheckpointDamagedError(WorkdirError):
+    """A model or checkpoint file exists but cannot be read (truncated, corrupt)."""
+
+
+class ConfigMismatchError(WorkdirError):
+    """The workdir holds a run with another configuration."""
+
+
+def fault_point(name: str) -> None:
+    """SIGKILLs this process when `KERAS_OLTR_FAULT` names this write point (tests)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    point, _, count = spec.partition(":")
+    if point != name:
+        return
+    _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if _fault_hits[name] >= int(count or 1):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fsync_dir(path: str) -> None:
+    """Flushes a folder's entries (a rename is durable only after this)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: str) -> None:
+    """fsyncs every file under `path` (or the file itself) and the folders."""
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        return
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(root)
+
+
+def tmp_path_for(path: str) -> str:
+    """A unique temporary name beside `path` that keeps its extension."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{name}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, *, fault: str | None = None):
+    """Yields a temporary path; on success it is fsynced and renamed to `path`.
+
+    Works for files and folders (a folder at `path` is replaced as a whole). On an
+    exception the temporary is removed and `path` is left as it was. `fault` names
+    the write point for `fault_point` (hit after the temporary is written, before the
+    rename, the moment a crash used to leave a truncated file).
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = tmp_path_for(path)
+    try:
+        yield tmp
+        fsync_tree(tmp)
+        if fault:
+            fault_point(fault)
+        if os.path.isdir(tmp) and os.path.isdir(path):
+            old = tmp_path_for(path)
+            os.rename(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomic(path: str, text: str, *, fault: str | None = None) -> None:
+    """Writes `text` to `path` through `atomic_write`."""
+    with atomic_write(path, fault=fault) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def save_model_atomic(model, path: str, *, fault: str | None = None) -> None:
+    """`model.save(path)` through `atomic_write` (the temporary keeps the .keras suffix)."""
+    with atomic_write(path, fault=fault) as tmp:
+        model.save(tmp)
+
+
+def check_stage(stage) -> int:
+    """Returns `stage` as 1 or 2, else raises ValueError."""
+    if stage not in STAGES:
+        raise ValueError(f"`stage` must be 1 or 2. Received: stage={stage!r}")
+    return int(stage)
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """`field: old -> new` for every (dotted) field whose value differs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict) and key != "dataset_kwargs":
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+class Workdir:
+    """A training run's folder: paths, config, models, metrics and threshold.
+
+    Args:
+        root: the run folder (`--workdir`).
+        worker: index of a non-chief multi-worker process; its files go to
+            `<root>/.worker{i}/` (every worker must run the same saves). None or
+            0 for the chief.
+    """
+
+    def __init__(self, root, *, worker: int | None = None):
+        if not root:
+            raise ValueError(f"`root` must be a folder path. Received: root={root!r}")
+        self.root = os.fspath(root)
+        self.worker = int(worker or 0)
+
+    def __repr__(self):
+        return f"Workdir({self.root!r})"
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.root, CONFIG_FILE)
+
+    @property
+    def results_path(self) -> str:
+        return os.path.join(self.root, "results.md")
+
+    @property
+    def export_dir(self) -> str:
+        return os.path.join(self.root, "export")
+
+    def stage_dir(self, stage: int) -> str:
+        """Where this process writes stage `stage` (the chief's or a worker's copy)."""
+        check_stage(stage)
+        if self.worker:
+            return os.path.join(self.root, f".worker{self.worker}", f"stage{stage}")
+        return os.path.join(self.root, f"stage{stage}")
+
+    def checkpoint_dir(self, stage: int) -> str:
+        return os.path.join(self.stage_dir(stage), "checkpoint")
+
+    def model_path(self, stage: int, checkpoint: str = "best") -> str:
+        """`stage{N}/{best,latest}.keras`."""
+        if checkpoint not in CHECKPOINTS:
+            raise ValueError(
+                f"`checkpoint` must be one of {CHECKPOINTS}. Received: checkpoint={checkpoint!r}"
+            )
+        return os.path.join(self.stage_dir(stage), f"{checkpoint}.keras")
+
+    def tensorboard_dir(self, stage: int) -> str:
+        return os.path.join(self.root, "tensorboard", f"stage{check_stage(stage)}")
+
+    def eval_dir(self, stage: int) -> str:
+        return os.path.join(self.root, "eval", f"stage{check_stage(stage)}")
+
+    def metrics_path(self, stage: int) -> str:
+        return os.path.join(self.eval_dir(stage), METRICS_FILE)
+
+    @staticmethod
+    def stage_name(stage: int) -> str:
+        """ "plain" (stage 1) or "oltr" (stage 2), the model names in reports."""
+        return STAGE_NAMES[check_stage(stage)]
+
+    # ----------------------------------------------------------- preparation
+
+    def prepare(self) -> None:
+        """Creates the folder; one clear error when it is a file or not writable.
+
+        Also removes `.tmp-*` leftovers of writes that a kill interrupted.
+        """
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise WorkdirError(f"--workdir is a file, not a folder. Received: {self.root!r}")
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            probe = os.path.join(self.root, f"{TMP_PREFIX}probe-{uuid.uuid4().hex[:8]}")
+            with open(probe, "w") as f:
+                f.write("")
+            os.remove(probe)
+        except OSError as error:
+            raise WorkdirError(
+                f"Cannot write to --workdir {self.root!r}: {error.strerror or error}"
+            ) from None
+        self.clean_tmp()
+
+    def clean_tmp(self) -> list[str]:
+        """Removes `.tmp-*` files and folders left by interrupted writes; returns them."""
+        removed = []
+        if not os.path.isdir(self.root):
+            return removed
+        for folder, dirs, files in os.walk(self.root):
+            for name in list(dirs) + files:
+                if name.startswith(TMP_PREFIX):
+                    path = os.path.join(folder, name)
+                    if os.path.isdir(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                        dirs.remove(name)
+                    else:
+                        os.remove(path)
+                    removed.append(path)
+        if removed:
+            logging.info("Removed %d leftover temporary file(s) in %s", len(removed), self.root)
+        return removed
+
+    # ----------------------------------------------------------------- config
+
+    def has_config(self) -> bool:
+        return os.path.isfile(self.config_path)
+
+    def read_config_document(self) -> dict:
+        """The raw config.json document."""
+        path = self.config_path
+        try:
+            with open(path, encoding="utf-8") as f:
+                document = json.load(f)
+        except FileNotFoundError:
+            raise WorkdirError(
+                f"No config.json in workdir {self.root!r} (expected {path}); is it a "
+                "training --workdir?"
+            ) from None
+        except (OSError, ValueError) as error:
+            raise WorkdirError(f"Cannot read {path}: {error}") from None
+        if not isinstance(document, dict) or "dataset" not in document:
+            raise WorkdirError(f"{path} is not a training config (no 'dataset' field).")
+        return document
+
+    def read_config(self):
+        """The run's `ExperimentConfig`."""
+        from keras_oltr.training.config import ExperimentConfig
+
+        document = self.read_config_document()
+        try:
+            return ExperimentConfig.from_dict(
+                {k: v for k, v in document.items() if k not in DATASET_INFO_KEYS}
+            )
+        except (TypeError, ValueError) as error:
+            raise WorkdirError(f"{self.config_path} is not a valid config: {error}") from None
+
+    def dataset_info(self) -> dict:
+        """image_size, channels and class_names recorded at training time."""
+        document = self.read_config_document()
+        return {k: document[k] for k in DATASET_INFO_KEYS if k in document}
+
+    def config_document(self, config, dataset=None) -> dict:
+        """What config.json holds for `config` (and `dataset`'s facts)."""
+        extra = {}
+        if dataset is not None:
+            extra = {
+                "image_size": dataset.image_size,
+                "channels": dataset.channels,
+                "class_names": list(dataset.class_names),
+            }
+        document = json.loads(config.to_json(**extra))
+        return document
+
+    def write_config(self, config, dataset=None, *, resume=True, stage="all") -> None:
+        """Records `config` in config.json, refusing to mix two different runs.
+
+        With an existing config.json the configs must agree (except in
+        `RESUMABLE_CHANGES`), or ConfigMismatchError names the differing fields and
+        the file is left untouched. `resume=False` starts over and replaces the
+        record; with `stage="2"` only the stage-2 settings may then change, since
+        the stage-1 model stays.
+        """
+        document = self.config_document(config, dataset)
+        if self.has_config():
+            may_change = RESUMABLE_CHANGES
+            if not resume and str(stage) == "2":
+                may_change = (*RESUMABLE_CHANGES, "stage2")
+            elif not resume:
+                may_change = None
+            old = self.read_config_document()
+            differences = [
+                d
+                for d in config_differences(old, document)
+                if may_change is not None and d.split(":")[0].split(".")[0] not in may_change
+            ]
+            if differences:
+                how = (
+                    "--noresume to start this run over in it"
+                    if resume
+                    else "a new --workdir: stage 2 builds on this workdir's stage-1 model"
+                )
+                raise ConfigMismatchError(
+                    f"--workdir {self.root} holds a run with another configuration ("
+                    + "; ".join(differences)
+                    + f"). Use the same flags, another --workdir, or {how}."
+                )
+            if resume:
+                return
+        write_text_atomic(
+            self.config_path, json.dumps(document, indent=2, sort_keys=True), fault="config"
+        )
+
+    # ----------------------------------------------------------------- models
+
+    def require_model(self, stage: int, checkpoint: str = "best") -> str:
+        """The path of `stage{N}/{checkpoint}.keras`; explains its absence."""
+        path = self.model_path(stage, checkpoint)
+        if os.path.isfile(path):
+            return path
+        from keras_oltr.training.checkpoint import read_state
+
+        state = read_state(self.checkpoint_dir(stage), warn=False)
+        if state is not None and checkpoint == "best" and state.get("best_epoch", -1) < 0:
+            why = (
+                f"stage {stage} ran but never recorded a validation accuracy (it was "
+                "interrupted before its first epoch ended): resume it with the same flags."
+            )
+        elif state is not None:
+            why = (
+                f"stage {stage} has a checkpoint at step {state.get('global_step')} but its "
+                f"{checkpoint}.keras was lost: rerun --stage={stage} with the same flags to "
+                "write it again."
+            )
+        else:
+            why = f"stage {stage} has not been trained in this workdir: run --stage={stage} first."
+        raise CheckpointNotFoundError(f"No stage-{stage} model {path}: {why}")
+
+    def load_model(self, stage: int, checkpoint: str = "best"):
+        """Loads `stage{N}/{checkpoint}.keras` (custom layers registered, not compiled)."""
+        path = self.require_model(stage, checkpoint)
+        import keras
+
+        import keras_oltr.models  # noqa: F401  (registers the custom layers)
+
+        try:
+            return keras.saving.load_model(path, compile=False)
+        except Exception as error:  # (zip, h5 and JSON errors alike)
+            raise CheckpointDamagedError(
+                f"{path} is damaged ({type(error).__name__}: {str(error)[:200]}). Rerun "
+                f"--stage={stage} with the same flags to write it again."
+            ) from None
+
+    # -------------------------------------------------------- metrics, threshold
+
+    def read_metrics(self, stage: int = 2) -> dict | None:
+        """The stage's metrics.json document, or None when there is none."""
+        path = self.metrics_path(stage)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            logging.warning("Cannot read %s (%s); ignoring it.", path, error)
+            return None
+
+    def threshold_selection(self, stage: int = 2) -> dict | None:
+        """The evaluation's `metrics.threshold_selection` dict (threshold, score, ...).
+
+        None when the stage was not evaluated or chose no threshold.
+        """
+        document = self.read_metrics(stage)
+        try:
+            selection = document["metrics"]["threshold_selection"]
+        except (KeyError, TypeError):
+            return None
+        return selection if isinstance(selection, dict) else None
+
+    def chosen_threshold(self, stage: int = 2, default: float = 0.1):
+        """(threshold, source): the validation-chosen threshold or (default, "default")."""
+        selection = self.threshold_selection(stage)
+        try:
+            return float(selection["threshold"]), f"validation:{self.metrics_path(stage)}"
+        except (KeyError, TypeError, ValueError):
+            if selection is not None:
+                logging.warning(
+                    "No threshold in %s; using the default %s.", self.metrics_path(stage), default
+                )
+            return default, "default"
