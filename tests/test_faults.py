@@ -1,0 +1,100 @@
+"""Fault injection: SIGKILL at every artefact write and damaged checkpoints.
+
+One deterministic smoke run is the reference. A second run in another workdir is
+killed (through the KERAS_OLTR_FAULT hook, which SIGKILLs the trainer at a named
+write point, after the temporary file is written and before it is renamed) at
+config.json, a step checkpoint, best.keras, latest.keras and metrics.json, and its
+checkpoints are damaged in between (empty state.json, half a weights file). Every
+rerun must resume, and the last one must end with exactly the reference weights.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_oltr.models  # noqa: F401  (registers the custom layers for load_model)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(REPO, "trainers", "train.py")
+COMMON = [
+    "--smoke",
+    "--deterministic",
+    "--checkpoint_every_steps=1",
+    "--noexport",
+    "--verbose=0",
+]
+
+
+def _train(workdir, *args, fault=None):
+    env = dict(os.environ)
+    env.pop("KERAS_OLTR_FAULT", None)
+    if fault:
+        env["KERAS_OLTR_FAULT"] = fault
+    return subprocess.run(
+        [sys.executable, TRAIN, *COMMON, f"--workdir={workdir}", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def _killed(result):
+    assert result.returncode == -9, (result.returncode, result.stderr[-3000:])
+
+
+@pytest.mark.slow
+def test_sigkill_at_every_write_and_damaged_checkpoints_resume_bit_exact(tmp_path):
+    reference = _train(tmp_path / "ref", "--noevaluate")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    run = tmp_path / "run"
+    _killed(_train(run, fault="config"))
+    assert not (run / "config.json").exists()  # only a .tmp-* file, never half a config
+
+    _killed(_train(run, "--noevaluate", fault="checkpoint:3"))
+    ckpt = run / "stage1" / "checkpoint"
+    assert json.loads((ckpt / "state.json").read_text())["global_step"] == 2
+    (ckpt / "state.json").write_text("")  # as a power loss leaves an unsynced file
+
+    result = _train(run, "--noevaluate", fault="best:2")
+    _killed(result)
+    assert "state.json is empty" in result.stderr and "previous checkpoint" in result.stderr
+    weights = ckpt / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+    result = _train(run, "--noevaluate", fault="latest")
+    _killed(result)
+    assert "model.weights.h5 cannot be read" in result.stderr
+    assert (run / "stage1" / "best.keras").is_file()
+
+    _killed(_train(run, fault="metrics"))
+    assert not (run / "eval" / "stage1" / "metrics.json").exists()
+
+    final = _train(run)
+    assert final.returncode == 0, final.stderr[-3000:]
+    json.loads((run / "eval" / "stage2" / "metrics.json").read_text())
+    assert not [p for p in run.rglob(".tmp-*")], "temporary files were left behind"
+    for stage in (1, 2):
+        for name in ("best", "latest"):
+            a = keras.saving.load_model(tmp_path / "ref" / f"stage{stage}" / f"{name}.keras")
+            b = keras.saving.load_model(run / f"stage{stage}" / f"{name}.keras")
+            for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+                np.testing.assert_array_equal(wa, wb, err_msg=f"stage {stage} {name}")
+
+
+@pytest.mark.slow
+def test_truncated_best_model_is_reported_as_damaged(tmp_path):
+    result = _train(tmp_path, "--stage=1", "--noevaluate", "--stage1_epochs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = tmp_path / "stage1" / "best.keras"
+    best.write_bytes(best.read_bytes()[:100])
+    result = _train(tmp_path, "--stage=2", "--noevaluate", "--stage1_epochs=1")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "best.keras is damaged" in result.stderr and "Traceback" not in result.stderr
