@@ -24,7 +24,9 @@ def trained(dataset):
     model = models.build_oltr_model(
         len(dataset.class_names), (28, 28, 1), backbone_options={"width": 8, "stem": "small"}
     )
-    model.compile(keras.optimizers.SGD(0.05, momentum=0.9))
+    # As stage 1: no large-margin term while the centroids are not set (the centroid
+    # step would pull zero centroids into the features from the first step).
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), large_margin_weight=0.0)
     for epoch in range(4):
         model.fit(dataset.train_dataset(64, epoch=epoch, seed=0), verbose=0, shuffle=False)
     # Centroids = class means of the trained features (as stage 2 starts), then a
@@ -36,6 +38,7 @@ def trained(dataset):
     features, labels = np.concatenate(features), np.concatenate(labels)
     centroids = np.stack([features[labels == k].mean(0) for k in range(len(dataset.class_names))])
     model.get_layer("meta_embedding").memory.set_centroids(centroids)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9))  # now with the large margin
     model.fit(dataset.train_dataset(64, epoch=4, seed=0), verbose=0, shuffle=False)
     return model
 
