@@ -74,7 +74,11 @@ def open_set_metrics(
     threshold: float = DEFAULT_THRESHOLD,
     convention: str = "strict",
 ) -> dict[str, Any]:
-    """Open-set metrics at a rejection threshold (SPEC section 6).
+    """Open-set metrics at a rejection threshold (the reference's definition).
+
+    Over known + open images: TP = knowns predicted correctly; FP = knowns predicted
+    wrongly, including knowns rejected as -1; FN = opens accepted as a known class;
+    F = 2PR / (P + R) with P = TP / (TP + FP), R = TP / (TP + FN).
 
     Args:
         predicted_class: [N] top-1 class over the K known classes.
