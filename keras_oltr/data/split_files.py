@@ -52,6 +52,10 @@ class SplitFileError(ValueError):
     def __init__(self, problems: Mapping[str, list[str]]):
         self.problems = {k: list(v) for k, v in problems.items() if v}
         total = sum(len(v) for v in self.problems.values())
+        if total == 1:  # one problem, one line
+            (kind, (message,)), *_ = self.problems.items()
+            super().__init__(f"Invalid split files: {PROBLEM_KINDS[kind]}: {message}")
+            return
         lines = [f"Invalid split files: {total} problem(s)."]
         for kind, messages in self.problems.items():
             lines.append(f"{PROBLEM_KINDS[kind]}: {len(messages)} in all")
