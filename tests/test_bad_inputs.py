@@ -208,3 +208,29 @@ def test_default_run_name_follows_the_dataset():
     custom = dataclasses.replace(preset, dataset="custom", dataset_kwargs={"name": "flowers"})
     assert default_run_name(custom) == "flowers"
     assert default_run_name(smoke(custom)) == "flowers_smoke"
+
+
+def test_unreadable_test_images_are_counted_and_fail_evaluation(tmp_path):
+    import keras
+
+    from keras_oltr.evaluation import evaluate_model
+
+    lines = _tree(tmp_path / "img")
+    (tmp_path / "img" / "c0" / "1.png").write_bytes(b"not an image")  # a test image
+    files = {s: str(tmp_path / f"my_{s}.txt") for s in lines}
+    _write(tmp_path, lines)
+    dataset = get_dataset("custom", data_root=str(tmp_path / "img"), **files)
+    inputs = keras.Input((16, 16, 1))
+    logits = keras.layers.Dense(3)(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, {"logits": logits})
+    with pytest.raises(ValueError, match="1 of 3 listed images could not be read"):
+        evaluate_model(model, dataset, str(tmp_path / "eval"), batch_size=2)
+    evaluate_model(
+        model, dataset, str(tmp_path / "eval"), batch_size=2, max_unreadable_fraction=0.5
+    )
+    document = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert document["extra"]["image_counts"]["test"] == {
+        "listed": 3,
+        "evaluated": 2,
+        "skipped": 1,
+    }

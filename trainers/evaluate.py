@@ -25,6 +25,11 @@ _CONVENTION = flags.DEFINE_enum(
 )
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Output folder (default <workdir>/eval/stageN).")
+_MAX_UNREADABLE = flags.DEFINE_float(
+    "max_unreadable_fraction",
+    0.01,
+    "Fail when more than this share of a test split's images is unreadable.",
+)
 flags.mark_flag_as_required("workdir")
 
 
@@ -43,6 +48,7 @@ def main(argv):
             convention=_CONVENTION.value,
             batch_size=_BATCH_SIZE.value,
             out_dir=_OUT_DIR.value,
+            max_unreadable_fraction=_MAX_UNREADABLE.value,
         )
     except (WorkdirError, ValueError, OSError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)

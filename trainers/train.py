@@ -60,6 +60,11 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_bool("resume", True, "Resume from the workdir's checkpoints when present.")
 flags.DEFINE_bool("evaluate", True, "Evaluate both stages at the end of --stage=all.")
+flags.DEFINE_float(
+    "max_unreadable_fraction",
+    0.01,
+    "Evaluation fails when more than this share of a test split's images is unreadable.",
+)
 flags.DEFINE_bool("export", True, "Export the best OLTR model at the end of --stage=all.")
 flags.DEFINE_bool(
     "deterministic", False, "Deterministic TF ops (bit-exact reruns and resumes on CPU; slower)."
@@ -197,6 +202,7 @@ def main(argv):
             evaluate=FLAGS.evaluate,
             export=FLAGS.export,
             verbose=FLAGS.verbose,
+            max_unreadable_fraction=FLAGS.max_unreadable_fraction,
         )
     except TrainingError as error:
         _user_error(_with_flag(str(error)))

@@ -36,6 +36,8 @@ from keras_oltr.training.workdir import (  # noqa: F401  (re-exported)
 TEST_SPLITS = ("test", "open")
 VAL_SPLITS = ("val", "open_val")
 STAGE_MODEL_NAMES = STAGE_NAMES
+# Share of a test split's images that may be unreadable before evaluation fails.
+DEFAULT_MAX_UNREADABLE_FRACTION = 0.01
 
 
 def _num_batches(batches: Iterable[Any]) -> int | None:
@@ -140,6 +142,24 @@ def _concat_outputs(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _image_counts(dataset, split, outputs, max_fraction):
+    """{listed, evaluated, skipped} of a split; raises when too many were unreadable."""
+    evaluated = int(len(outputs["labels"]))
+    try:
+        listed = int(dataset.num_examples(split))
+    except (AttributeError, TypeError, ValueError):
+        listed = evaluated
+    skipped = max(listed - evaluated, 0)
+    if listed and skipped / listed > max_fraction:
+        unreadable = list(getattr(dataset, "unreadable_files", {}) or {})[:5]
+        raise ValueError(
+            f"Split {split!r}: {skipped} of {listed} listed images could not be read, more "
+            f"than max_unreadable_fraction={max_fraction:g} (--max_unreadable_fraction). "
+            f"First: {unreadable}"
+        )
+    return {"listed": listed, "evaluated": evaluated, "skipped": skipped}
+
+
 def evaluate_model(
     model: Any,
     dataset: Any,
@@ -150,6 +170,7 @@ def evaluate_model(
     batch_size: int = 256,
     model_name: str = "oltr",
     extra: Mapping[str, Any] | None = None,
+    max_unreadable_fraction: float = DEFAULT_MAX_UNREADABLE_FRACTION,
 ) -> dict[str, Any]:
     """Evaluates ``model`` on ``dataset`` and writes metrics.json, report.md and plots.
 
@@ -167,6 +188,9 @@ def evaluate_model(
         batch_size: evaluation batch size.
         model_name: written into the report; compare.py groups runs by it.
         extra: optional JSON-serialisable information for metrics.json.
+        max_unreadable_fraction: evaluation fails when more than this share of a
+            test split's listed images cannot be read; the listed / evaluated /
+            skipped counts go to metrics.json's ``extra.image_counts``.
 
     Returns:
         The `evaluate_predictions` metrics dict.
@@ -177,17 +201,20 @@ def evaluate_model(
     if not dataset.has_split("test"):
         raise ValueError(f"Dataset {dataset.name!r} has no 'test' split.")
     context = open_scores.score_context(model)
-    test = _concat_outputs(
-        [
-            collect_top1_outputs(
-                model,
-                dataset.eval_dataset(split, batch_size),
-                description=f"split {split!r}",
-                score_context=context,
-            )
-            for split in splits
-        ]
-    )
+    parts = {
+        split: collect_top1_outputs(
+            model,
+            dataset.eval_dataset(split, batch_size),
+            description=f"split {split!r}",
+            score_context=context,
+        )
+        for split in splits
+    }
+    image_counts = {
+        split: _image_counts(dataset, split, part, max_unreadable_fraction)
+        for split, part in parts.items()
+    }
+    test = _concat_outputs(list(parts.values()))
     val, val_splits = None, []
     if dataset.has_split("val"):
         val_splits = [s for s in VAL_SPLITS if dataset.has_split(s)]
@@ -215,7 +242,7 @@ def evaluate_model(
         open_scores=test["open_scores"],
     )
     plot_files = write_plots(metrics, out_dir)
-    info = {"splits": splits, "val_splits": val_splits}
+    info = {"splits": splits, "val_splits": val_splits, "image_counts": image_counts}
     write_report(
         metrics,
         out_dir,
@@ -236,6 +263,7 @@ def evaluate_workdir(
     convention: str = "strict",
     batch_size: int = 256,
     out_dir: str | None = None,
+    max_unreadable_fraction: float = DEFAULT_MAX_UNREADABLE_FRACTION,
 ) -> dict[str, Any]:
     """Loads ``<workdir>/stage{stage}/{checkpoint}.keras`` and evaluates it.
 
@@ -281,4 +309,5 @@ def evaluate_workdir(
             "checkpoint": checkpoint_path,
             "config": config,
         },
+        max_unreadable_fraction=max_unreadable_fraction,
     )

@@ -42,7 +42,10 @@ def class_mean_features(model, dataset, strategy=None, batch_size=256):
     counts = sum_over_workers(strategy, counts).numpy()
     if np.any(counts == 0):
         missing = np.flatnonzero(counts == 0)
+        names = [dataset.class_names[c] for c in missing[:10]]
         raise ValueError(
-            f"Classes without train images cannot have a centroid. Received: classes {missing}"
+            f"Stage 2 needs a centroid per class, but no train image of class(es) "
+            f"{missing[:10].tolist()} ({names}) could be read (see the 'Skipping unreadable "
+            "image' warnings): fix or remove those images."
         )
     return (sums / counts[:, None]).astype(np.float32)

@@ -407,6 +407,7 @@ def run_experiment(
     evaluate=True,
     export=True,
     verbose=1,
+    max_unreadable_fraction=0.01,
 ):
     """Runs stage 1 and/or 2, then evaluation and export; returns a summary dict.
 
@@ -481,13 +482,15 @@ def run_experiment(
             # The deployed open-set score needs training features (a bank in the model).
             ensure_feature_bank(workdir, dataset, batch_size=config.eval_batch_size)
     if evaluate and stage == "all" and is_chief:
-        summary["results"] = evaluate_stages(config, dataset, workdir)
+        summary["results"] = evaluate_stages(
+            config, dataset, workdir, max_unreadable_fraction=max_unreadable_fraction
+        )
     if export and stage == "all" and is_chief:
         summary["export"] = export_best(config, workdir)
     return summary
 
 
-def evaluate_stages(config, dataset, workdir):
+def evaluate_stages(config, dataset, workdir, *, max_unreadable_fraction=0.01):
     """Evaluates the best plain and OLTR models; writes results.md; returns the table.
 
     Each stage's report folder is written under a temporary name and renamed, so
@@ -512,6 +515,7 @@ def evaluate_stages(config, dataset, workdir):
                     threshold=config.threshold,
                     batch_size=config.eval_batch_size,
                     model_name=name,
+                    max_unreadable_fraction=max_unreadable_fraction,
                     extra={
                         "workdir": os.path.abspath(workdir.root),
                         "checkpoint": workdir.model_path(stage, "best"),
