@@ -7,6 +7,13 @@ writes a mean +- std table.
 
     python benchmarks/quality.py --seeds=0,1,2 --out=runs/quality
     python benchmarks/quality.py --dataset=mixed_mnist_lt_b --out=runs/quality_b
+
+The fair baseline of one seed from the command line (mixed_mnist_lt: 12 + 8 epochs,
+step decay every round(8 * 20 / 12) = 13 epochs)::
+
+    python trainers/train.py --stage=1 --stage1_epochs=20 --stage1_step_epochs=13 \
+        --seed=0 --workdir=runs/plain20_seed0
+    python trainers/evaluate.py --workdir=runs/plain20_seed0 --stage=1
 """
 
 import dataclasses
