@@ -220,3 +220,49 @@ def test_imagenet_lt_and_custom_builders(tree, tmp_path):
         image_size=32,
     )
     assert ds.class_names == ("cat", "dog", "fox") and ds.has_split("open")
+
+
+def test_paths_leaving_data_root_are_refused_unless_allowed(tree, tmp_path):
+    root, files, _ = tree
+    outside = tmp_path / "outside.png"
+    _write(str(tmp_path), "outside.png", "RGB", 7)
+    lines = open(files["train"]).read().splitlines()
+    text = "\n".join([*lines, "../outside.png 1", f"{outside} 2"]) + "\n"
+    split = _write_files(tmp_path, root, text)
+    with pytest.raises(split_files.SplitFileError) as info:
+        data.SplitFileDataset(data_root=root, split_files=split, image_size=32)
+    assert len(info.value.problems["outside"]) == 2
+    assert f"Bad_train.txt:{len(lines) + 1}: ../outside.png" in str(info.value)
+    ds = data.SplitFileDataset(
+        data_root=root, split_files=split, image_size=32, allow_outside_data_root=True
+    )
+    assert ds.num_train == len(lines) + 2
+
+
+def test_label_typo_is_reported_without_sizing_by_it(tree, tmp_path):
+    root, files, _ = tree
+    lines = open(files["train"]).read().splitlines()
+    lines[1] = lines[1].rsplit(" ", 1)[0] + " 1000000000"
+    split = _write_files(tmp_path, root, "\n".join(lines) + "\n")
+    with pytest.raises(split_files.SplitFileError, match="Bad_train.txt:2: label 1000000000"):
+        data.SplitFileDataset(data_root=root, split_files=split, image_size=32)
+
+
+def test_image_in_two_splits_warns_or_fails(tree, monkeypatch):
+    root, files, _ = tree
+    with open(files["test"], "a") as f:
+        f.write(open(files["train"]).readline())
+    warnings = []
+    monkeypatch.setattr(logging, "warning", lambda msg, *args: warnings.append(msg % args))
+    _dataset(tree)
+    assert any("listed in two splits" in w and "Toy_test.txt:4" in w for w in warnings)
+    with pytest.raises(split_files.SplitFileError, match="also in the train split"):
+        _dataset(tree, split_overlap="error")
+
+
+def test_empty_train_file_is_named_as_such(tree, tmp_path):
+    root, _, _ = tree
+    split = _write_files(tmp_path, root, "\n")
+    with pytest.raises(split_files.SplitFileError) as info:
+        data.SplitFileDataset(data_root=root, split_files=split)
+    assert set(info.value.problems) == {"empty_split"}
