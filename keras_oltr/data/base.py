@@ -30,10 +30,6 @@ KNOWN_SPLITS = ("train", "val", "test")
 OPEN_SPLITS = ("open", "open_val")
 OPEN_LABEL = -1
 
-# Shot groups of SPEC 1 used by `describe()` (strict thresholds).
-MANY_SHOT = 100
-FEW_SHOT = 20
-
 
 def check_split(split: str) -> None:
     """Raises ValueError for a split name outside `SPLITS`."""
@@ -163,7 +159,7 @@ class LongTailDataset(abc.ABC):
         return int(len(self.split_labels(split)))
 
     def steps_per_epoch(self, global_batch_size: int) -> int:
-        """`int(N_train / global_batch_size)`, for either sampler (SPEC 5)."""
+        """`int(N_train / global_batch_size)`, for either sampler (as the reference counts)."""
         if global_batch_size < 1:
             raise ValueError(
                 "`global_batch_size` must be positive. "
@@ -179,10 +175,12 @@ class LongTailDataset(abc.ABC):
 
     def describe(self) -> str:
         """Human-readable class-count summary (max/min, many/medium/few-shot sizes)."""
+        # The one shot-group rule (imported here: evaluation imports the data package).
+        from keras_oltr.evaluation.shot_groups import SHOT_GROUP_BOUNDS, shot_groups
+
         counts = self.train_counts
-        many = int(np.sum(counts > MANY_SHOT))
-        few = int(np.sum(counts < FEW_SHOT))
-        medium = self.num_classes - many - few
+        many, medium, few = (int(n) for n in np.bincount(shot_groups(counts), minlength=3))
+        bounds = SHOT_GROUP_BOUNDS["strict"]
         splits = ", ".join(
             f"{s} {self.num_examples(s)}" for s in SPLITS if s != "train" and self.has_split(s)
         )
@@ -190,8 +188,8 @@ class LongTailDataset(abc.ABC):
             f"{self.name}: {self.num_classes} classes, {self.num_train} train images "
             f"(max {counts.max()} / min {counts.min()} per class, imbalance "
             f"{counts.max() / max(counts.min(), 1):.1f}); shot groups (strict): "
-            f"many (>{MANY_SHOT}) {many}, medium ({FEW_SHOT}..{MANY_SHOT}) {medium}, "
-            f"few (<{FEW_SHOT}) {few} classes; "
+            f"many ({bounds['many']}) {many}, medium ({bounds['medium']}) {medium}, "
+            f"few ({bounds['few']}) {few} classes; "
             f"{splits + '; ' if splits else ''}{self.image_size}x{self.image_size}x{self.channels}"
         )
 
@@ -247,7 +245,7 @@ class LongTailDataset(abc.ABC):
             epoch: epoch number; with `seed` and `sampler` it fixes the order and
                 the augmentation.
             seed: non-negative run seed.
-            sampler: `"random"` or `"class_aware"` (SPEC 5).
+            sampler: `"random"` or `"class_aware"` (4 consecutive images of a class).
             samples_per_class: consecutive images per class visit (class-aware).
             augment: training augmentation if True, else the test transform.
             skip_batches: number of leading global batches to leave out (resume).

@@ -118,26 +118,15 @@ def load_mixed_mnist_lt_arrays(
 
 
 def shot_group_sizes(
-    train_labels: np.ndarray,
-    num_classes: int,
-    many_threshold: int = 100,
-    few_threshold: int = 20,
-    inclusive: bool = False,
+    train_labels: np.ndarray, num_classes: int, inclusive: bool = False
 ) -> dict[str, int]:
-    """Counts classes per shot group from train labels.
+    """Classes per shot group from train labels, by the one rule of
+    `keras_oltr.evaluation.shot_groups` (strict by default, inclusive on request)."""
+    from keras_oltr.evaluation.shot_groups import SHOT_GROUPS, shot_groups
 
-    Strict (default): many > many_threshold, few < few_threshold; inclusive: >= and <=.
-    """
     counts = np.bincount(train_labels[train_labels >= 0], minlength=num_classes)
-    if inclusive:
-        many, few = counts >= many_threshold, counts <= few_threshold
-    else:
-        many, few = counts > many_threshold, counts < few_threshold
-    return {
-        "many": int(many.sum()),
-        "medium": int((~many & ~few).sum()),
-        "few": int(few.sum()),
-    }
+    groups = shot_groups(counts, "inclusive" if inclusive else "strict")
+    return {name: int(np.sum(groups == i)) for i, name in enumerate(SHOT_GROUPS)}
 
 
 def summary(arrays: dict | None = None, inclusive: bool = False, *, name: str = NAME) -> dict:

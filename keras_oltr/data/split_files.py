@@ -1,4 +1,4 @@
-"""`SplitFileDataset`: images on disk listed by OLTR split files (SPEC 7).
+"""`SplitFileDataset`: images on disk listed by OLTR split files.
 
 A split file has one `relative/path label` line per image (open-set files use
 label -1), e.g. `ImageNet_LT_train.txt`. Everything wrong with a set of split

@@ -1,4 +1,4 @@
-"""Class means of the direct feature, the initial centroids of stage 2 (SPEC 5)."""
+"""Class means of the direct feature, the initial centroids of stage 2."""
 
 import keras
 import numpy as np

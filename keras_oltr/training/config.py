@@ -1,6 +1,6 @@
 """Experiment configuration: frozen dataclasses and named presets.
 
-One preset per experiment (SPEC section 5 for the real benchmarks); derived values
+One preset per experiment (the reference's schedules for the real benchmarks); derived values
 such as steps per epoch come from the dataset at run time, never from the config.
 """
 
@@ -214,7 +214,7 @@ def smoke(config):
     )
 
 
-# ImageNet-LT (SPEC 5): ResNet-10 from scratch, stage 1 30 epochs lr 0.1 step 10;
+# ImageNet-LT (reference config): ResNet-10 from scratch, stage 1 30 epochs lr 0.1 step 10;
 # stage 2 60 epochs, class-aware sampling, backbone 0.01 / heads 0.1 / centroids 0.01,
 # step every 20 epochs; use_fc on (the reference's ImageNet-LT stage-2 config).
 @register_preset("imagenet_lt")
