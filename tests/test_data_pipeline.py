@@ -45,7 +45,7 @@ def test_metadata_and_describe():
     assert ds.num_examples("open") == 3 and not ds.has_split("open_val")
     text = ds.describe()
     assert "max 40 / min 2" in text
-    assert "many (>100) 0, medium (20..100) 2, few (<20) 3" in text
+    assert "many (> 100) 0, medium (20..100) 2, few (< 20) 3" in text
     with pytest.raises(ValueError, match="global_batch_size=100"):
         ds.steps_per_epoch(100)
 
