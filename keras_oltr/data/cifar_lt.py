@@ -108,76 +108,52 @@ def _load_keras(which: str):
     return module.load_data()
 
 
-def _build(name, which, other, class_names, train_arrays, test_arrays, open_arrays, **kwargs):
-    if (train_arrays is None) != (test_arrays is None):
-        raise ValueError(
-            "Pass both `train_arrays` and `test_arrays` or neither. Received: "
-            f"train_arrays given={train_arrays is not None}, "
-            f"test_arrays given={test_arrays is not None}"
+def _cifar_lt_builder(name, which, other, class_names):
+    """The registered builder of one CIFAR-LT dataset (open set: the other CIFAR's test)."""
+
+    def build(
+        *,
+        imbalance_factor: float = 100.0,
+        train_arrays=None,
+        test_arrays=None,
+        open_arrays=None,
+        val_per_class: int = 0,
+        seed: int = 0,
+        image_size: int = 32,
+    ) -> ArrayDataset:
+        if (train_arrays is None) != (test_arrays is None):
+            raise ValueError(
+                "Pass both `train_arrays` and `test_arrays` or neither. Received: "
+                f"train_arrays given={train_arrays is not None}, "
+                f"test_arrays given={test_arrays is not None}"
+            )
+        if train_arrays is None:
+            train_arrays, test_arrays = _load_keras(which)
+            if open_arrays is None:
+                open_arrays = (_load_keras(other)[1][0], None)
+        return make_cifar_lt(
+            train_arrays,
+            test_arrays,
+            class_names=class_names,
+            name=name,
+            open_arrays=open_arrays,
+            imbalance_factor=imbalance_factor,
+            val_per_class=val_per_class,
+            seed=seed,
+            image_size=image_size,
         )
-    if train_arrays is None:
-        train_arrays, test_arrays = _load_keras(which)
-        if open_arrays is None:
-            open_arrays = (_load_keras(other)[1][0], None)
-    return make_cifar_lt(
-        train_arrays,
-        test_arrays,
-        class_names=class_names,
-        name=name,
-        open_arrays=open_arrays,
-        **kwargs,
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (
+        f"{which.upper()}-LT; arrays from `keras.datasets` (download) unless given, open "
+        f"set from the {other.upper()} test split. See the module docstring."
     )
+    return build
 
 
-@register_dataset("cifar10_lt")
-def cifar10_lt(
-    *,
-    imbalance_factor: float = 100.0,
-    train_arrays=None,
-    test_arrays=None,
-    open_arrays=None,
-    val_per_class: int = 0,
-    seed: int = 0,
-    image_size: int = 32,
-) -> ArrayDataset:
-    """CIFAR-10-LT; arrays from `keras.datasets` (download) unless given. See module doc."""
-    return _build(
-        "cifar10_lt",
-        "cifar10",
-        "cifar100",
-        CIFAR10_CLASSES,
-        train_arrays,
-        test_arrays,
-        open_arrays,
-        imbalance_factor=imbalance_factor,
-        val_per_class=val_per_class,
-        seed=seed,
-        image_size=image_size,
-    )
-
-
-@register_dataset("cifar100_lt")
-def cifar100_lt(
-    *,
-    imbalance_factor: float = 100.0,
-    train_arrays=None,
-    test_arrays=None,
-    open_arrays=None,
-    val_per_class: int = 0,
-    seed: int = 0,
-    image_size: int = 32,
-) -> ArrayDataset:
-    """CIFAR-100-LT; arrays from `keras.datasets` (download) unless given. See module doc."""
-    return _build(
-        "cifar100_lt",
-        "cifar100",
-        "cifar10",
-        CIFAR100_CLASSES,
-        train_arrays,
-        test_arrays,
-        open_arrays,
-        imbalance_factor=imbalance_factor,
-        val_per_class=val_per_class,
-        seed=seed,
-        image_size=image_size,
-    )
+cifar10_lt = register_dataset("cifar10_lt")(
+    _cifar_lt_builder("cifar10_lt", "cifar10", "cifar100", CIFAR10_CLASSES)
+)
+cifar100_lt = register_dataset("cifar100_lt")(
+    _cifar_lt_builder("cifar100_lt", "cifar100", "cifar10", CIFAR100_CLASSES)
+)
