@@ -78,13 +78,34 @@ def make_strategy(name="auto"):
                 "--strategy=multi_worker needs TF_CONFIG with a cluster spec. "
                 "Received: TF_CONFIG unset"
             )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _nest_reducing_multi_worker_strategy(tf)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     return tf.distribute.get_strategy()
+
+
+def _nest_reducing_multi_worker_strategy(tf):
+    """A MultiWorkerMirroredStrategy whose `reduce` also takes a nested structure.
+
+    `Strategy.reduce` documents nested values, and MirroredStrategy reduces them, but
+    MultiWorkerMirroredStrategy (TF 2.21) passes the whole nest to its cross-device op
+    and fails ("Attempt to convert a value (PerReplica...) to a Tensor"). Keras 3.15's
+    `fit` reduces one (x, y) batch that way before training (keras-team/keras#20585),
+    so stock `fit` cannot run under it. Reducing each tensor on its own is what the
+    nested call means; only the public `reduce` method is overridden.
+    """
+
+    class NestReducingMultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            parent = super()
+            return tf.nest.map_structure(
+                lambda v: None if v is None else parent.reduce(reduce_op, v, axis), value
+            )
+
+    return NestReducingMultiWorkerMirroredStrategy()
 
 
 def worker_info(strategy):

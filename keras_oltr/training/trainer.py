@@ -31,7 +31,6 @@ from keras_oltr.training.checkpoint import (
     save_training_state,
 )
 from keras_oltr.training.feature_bank import ensure_feature_bank
-from keras_oltr.training.keras_compat import skip_prefit_batch_reduce
 from keras_oltr.training.workdir import (
     STAGE_NAMES,
     Workdir,
@@ -246,7 +245,6 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
     """
     stage_config = config.stage1 if stage == 1 else config.stage2
     is_chief, worker, _ = worker_info(strategy)
-    skip_prefit_batch_reduce(model, strategy)
     workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     # Only the chief writes the run's files; other workers keep their own copies in
     # <workdir>/.worker{i}/ (every worker must run the same saves, and comparing the
