@@ -1,7 +1,10 @@
 """keras_oltr vs the reference PyTorch OLTR code, side by side on this machine's CPU.
 
 Times the stage-1 train step, the stage-2 train step and stage-2 inference of
-ResNet-10 at 224 px, 1000 classes (ImageNet-LT settings) for both implementations.
+ResNet-10 at 224 px, 1000 classes (ImageNet-LT settings) for both implementations,
+and the deployed stage-2 model (the SavedModel, and the ONNX model under ONNX
+Runtime, both with the open-set decision) against the reference's eager inference
+at `--infer_batch` (32).
 Each measurement is its own process limited to the same number of threads; the two
 implementations alternate (A B, B A, ...) over several rounds so that a change in the
 machine's load hits both alike, and the ratios are taken within each round.
@@ -19,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app, flags
@@ -29,10 +33,19 @@ flags.DEFINE_integer("rounds", 3, "Interleaved rounds (each runs both implementa
 flags.DEFINE_integer("warmup", 2, "Untimed steps per job.")
 flags.DEFINE_integer("steps", 5, "Timed steps per job (median reported).")
 flags.DEFINE_integer("batch", 64, "Batch size.")
+flags.DEFINE_integer("infer_batch", 32, "Batch of the deployed-model comparison.")
 flags.DEFINE_integer("threads", 2, "Threads for each implementation.")
+flags.DEFINE_string("export_dir", None, "Internal: where the keras_oltr side exports.")
 flags.DEFINE_enum("worker", None, ["reference", "keras_oltr"], "Internal: run one side.")
 
-JOBS = ("stage1", "stage2", "infer2")
+# comparison -> (reference job, keras_oltr job)
+PAIRS = {
+    "stage1": ("stage1", "stage1"),
+    "stage2": ("stage2", "stage2"),
+    "infer2": ("infer2", "infer2"),
+    "savedmodel_b32": ("infer2_b32", "savedmodel_b32"),
+    "onnx_b32": ("infer2_b32", "onnx_b32"),
+}
 NUM_CLASSES, FEATURE_DIM = 1000, 512
 
 
@@ -62,6 +75,7 @@ def _reference_jobs(src, batch):
     from models import DotProductClassifier, MetaEmbeddingClassifier, ResNet10Feature
 
     x = torch.rand(batch, 3, 224, 224)
+    x_small = torch.rand(FLAGS.infer_batch, 3, 224, 224)
     y = torch.randint(0, NUM_CLASSES, (batch,))
     ce = nn.CrossEntropyLoss()
 
@@ -99,15 +113,20 @@ def _reference_jobs(src, batch):
         opt2.step()
         opt_c.step()
 
-    def infer2():
+    def infer(images):
         feat2.eval()
         clf2.eval()
         with torch.no_grad():
-            clf2(feat2(x)[0], centroid_loss.centroids.data)
+            clf2(feat2(images)[0], centroid_loss.centroids.data)
         feat2.train()
         clf2.train()
 
-    return {"stage1": stage1, "stage2": stage2, "infer2": infer2}
+    return {
+        "stage1": stage1,
+        "stage2": stage2,
+        "infer2": lambda: infer(x),
+        "infer2_b32": lambda: infer(x_small),
+    }
 
 
 def _keras_jobs(batch):
@@ -123,11 +142,37 @@ def _keras_jobs(batch):
     x = keras.random.uniform((batch, 224, 224, 3), 0.0, 255.0, seed=1)
     y = keras.ops.cast(keras.random.randint((batch,), 0, NUM_CLASSES, seed=2), "int32")
     plain, oltr = build_models(cfg)
+    saved, onnx = _exported(oltr)
+    pixels = keras.random.uniform((FLAGS.infer_batch, 224, 224, 3), 0.0, 255.0, seed=3)
+    pixels = keras.ops.convert_to_numpy(pixels)
     return {
         "stage1": lambda: plain.train_on_batch(x, y),
         "stage2": lambda: oltr.train_on_batch(x, y),
         "infer2": lambda: oltr.predict_on_batch(x),
+        "savedmodel_b32": lambda: saved.predict(pixels),
+        "onnx_b32": lambda: onnx.predict(pixels),
     }
+
+
+def _exported(model):
+    """Predictors of the stage-2 model as a SavedModel and as ONNX (exported once per run).
+
+    Both take raw pixels and return the logits, reachability and open-set decision;
+    the weights are untrained (speed does not depend on them).
+    """
+    from keras_oltr import export
+
+    names = [f"class_{i}" for i in range(NUM_CLASSES)]
+    saved = os.path.join(FLAGS.export_dir, "oltr", "1")  # <out_dir>/<model_name>/<version>
+    if not os.path.isdir(saved):
+        saved = export.export_saved_model(model, FLAGS.export_dir, names, warmup=False)
+    onnx = os.path.join(FLAGS.export_dir, "model.onnx")
+    if not os.path.isfile(onnx):
+        export.convert_onnx(model, onnx, names)
+    return (
+        export.load_predictor(saved),
+        export.load_predictor(onnx, num_threads=FLAGS.threads),
+    )
 
 
 def _run_worker():
@@ -141,7 +186,8 @@ def _run_worker():
 def _spawn(worker):
     env = dict(os.environ, OMP_NUM_THREADS=str(FLAGS.threads), TF_CPP_MIN_LOG_LEVEL="2")
     args = [sys.executable, os.path.abspath(__file__), f"--worker={worker}"]
-    args += [f"--{name}={getattr(FLAGS, name)}" for name in ("warmup", "steps", "batch", "threads")]
+    names = ("warmup", "steps", "batch", "infer_batch", "threads", "export_dir")
+    args += [f"--{name}={getattr(FLAGS, name)}" for name in names]
     if FLAGS.reference_src:
         args.append(f"--reference_src={FLAGS.reference_src}")
     result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
@@ -170,24 +216,35 @@ def main(argv):
         print("vs_reference: skipped, PyTorch is not installed (pip install torch).")
         return
     print(
-        f"ResNet-10, 224 px, {NUM_CLASSES} classes, batch {FLAGS.batch}, float32, "
-        f"{FLAGS.threads} threads each; median of {FLAGS.steps} steps after {FLAGS.warmup}"
+        f"ResNet-10, 224 px, {NUM_CLASSES} classes, batch {FLAGS.batch} "
+        f"(deployed models: {FLAGS.infer_batch}), float32, {FLAGS.threads} threads each; "
+        f"median of {FLAGS.steps} steps after {FLAGS.warmup}"
     )
-    header = f"{'round':<6} {'job':<7} {'reference s':>11} {'keras_oltr s':>12} {'speed-up':>9}"
+    with tempfile.TemporaryDirectory() as export_dir:
+        FLAGS.export_dir = export_dir
+        ratios = _rounds()
+    print("speed-up = reference step time / keras_oltr step time (> 1: keras_oltr faster)")
+    print("*_b32: the reference's eager inference vs keras_oltr's exported model")
+    for name, values in ratios.items():
+        listed = ", ".join(f"{r:.2f}" for r in values)
+        print(f"{name}: median {statistics.median(values):.2f}x ({listed})")
+
+
+def _rounds():
+    header = (
+        f"{'round':<6} {'comparison':<15} {'reference s':>11} {'keras_oltr s':>12} {'speed-up':>9}"
+    )
     print(header)
     print("-" * len(header))
-    ratios = {job: [] for job in JOBS}
+    ratios = {name: [] for name in PAIRS}
     for index in range(FLAGS.rounds):
         order = ("reference", "keras_oltr") if index % 2 == 0 else ("keras_oltr", "reference")
         results = {worker: _spawn(worker) for worker in order}
-        for job in JOBS:
-            ref, ours = results["reference"][job], results["keras_oltr"][job]
-            ratios[job].append(ref / ours)
-            print(f"{index:<6} {job:<7} {ref:>11.3f} {ours:>12.3f} {ref / ours:>8.2f}x")
-    print("speed-up = reference step time / keras_oltr step time (> 1: keras_oltr faster)")
-    for job in JOBS:
-        values = ", ".join(f"{r:.2f}" for r in ratios[job])
-        print(f"{job}: median {statistics.median(ratios[job]):.2f}x ({values})")
+        for name, (ref_job, our_job) in PAIRS.items():
+            ref, ours = results["reference"][ref_job], results["keras_oltr"][our_job]
+            ratios[name].append(ref / ours)
+            print(f"{index:<6} {name:<15} {ref:>11.3f} {ours:>12.3f} {ref / ours:>8.2f}x")
+    return ratios
 
 
 if __name__ == "__main__":
