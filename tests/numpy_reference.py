@@ -99,3 +99,29 @@ def np_large_margin_feature_gradient(v, labels, c, lam, margin=10.0, repel_weigh
         diff = v[:, None] - c[None]  # [B, K, D]
         grad += -repel_weight * 2.0 * (diff * others[:, :, None]).sum(1) / (b * k)
     return lam * grad
+
+
+def np_batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, eps):
+    """Training-mode batch norm over all axes but the last, and the moving-stat update.
+
+    Returns (y, new_moving_mean, new_moving_variance, dy/dx for the loss sum(y * w)
+    given as a function of w). The normalisation and the moving variance use the
+    biased batch variance (Keras' rule).
+    """
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axis=axes)
+    var = x.var(axis=axes)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    y = xhat * gamma + beta
+    new_mean = moving_mean * momentum + mean * (1 - momentum)
+    new_var = moving_variance * momentum + var * (1 - momentum)
+
+    def input_gradient(w):
+        # d/dx of sum(w * y): the standard batch-norm backward pass.
+        n = np.prod([x.shape[a] for a in axes])
+        g = w * gamma
+        return (g - g.sum(axis=axes) / n - xhat * (g * xhat).sum(axis=axes) / n) / np.sqrt(
+            var + eps
+        )
+
+    return y, new_mean, new_var, input_gradient

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_oltr.layers._validation import check_positive_int
+from keras_oltr.layers.batch_normalization import FusedBatchNormalization
 from keras_oltr.models.backbones import register_backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,7 +53,7 @@ def _conv_bn(x, filters, kernel_size, strides, name, activation=True, sync_bn=Fa
         kernel_initializer=keras.initializers.HeNormal(),
         name=f"{name}_conv",
     )(x)
-    x = keras.layers.BatchNormalization(
+    x = FusedBatchNormalization(
         momentum=0.9, epsilon=1e-5, synchronized=sync_bn, name=f"{name}_bn"
     )(x)
     if activation:
