@@ -41,6 +41,7 @@ def main(argv):
         aggregate_rows,
         evaluate_model,
         format_results_table,
+        load_metrics_json,
         results_row,
     )
     from keras_oltr.training import Workdir, get_preset, run_experiment
@@ -57,7 +58,8 @@ def main(argv):
         run_experiment(config, oltr_dir, export=False, verbose=0)
         timings[f"oltr_seed{seed}_s"] = time.time() - start
         for stage, name in ((1, "plain (stage 1 only)"), (2, "oltr")):
-            rows.append(results_row(oltr_dir.read_metrics(stage), name))
+            document = load_metrics_json(oltr_dir.metrics_path(stage))
+            rows.append(results_row(document.metrics, name))
 
         # The fair baseline: the plain model with the same total number of epochs,
         # its step decay stretched in proportion.

@@ -14,6 +14,7 @@ from sklearn.metrics import (
 )
 
 from keras_oltr.evaluation import metrics as M
+from keras_oltr.evaluation.results import GroupCounts
 
 # Classes 0..2: many (200), medium (50), few (5) under both conventions.
 COUNTS_3 = np.array([200, 50, 5])
@@ -56,10 +57,12 @@ def test_group_without_classes_is_nan_and_null_in_dict():
     closed = M.closed_set_metrics(probs.argmax(1), labels, counts)
     assert math.isnan(closed["medium"]) and math.isnan(closed["few"])
     result = M.evaluate_predictions(probs, labels, counts)
-    assert result["closed"]["medium"] is None and result["closed"]["few"] is None
-    assert result["closed"]["many"] == pytest.approx((1.0 + 0.5) / 2)
-    assert result["counts"]["classes_per_group"] == {"many": 2, "medium": 0, "few": 0}
-    json.dumps(result, allow_nan=False)  # strict JSON: no NaN anywhere
+    assert result.closed.medium is None and result.closed.few is None
+    assert result.closed.many == pytest.approx((1.0 + 0.5) / 2)
+    assert result.counts.classes_per_group == GroupCounts(many=2, medium=0, few=0)
+    document = result.to_dict()
+    assert document["closed"]["medium"] is None
+    json.dumps(document, allow_nan=False)  # strict JSON: no NaN anywhere
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -119,12 +122,12 @@ def test_no_open_samples():
     labels = np.array([0, 1, 1])
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.95, 0.05]])
     result = M.evaluate_predictions(probs, labels, [200, 5])
-    assert result["open"]["fn"] == 0
-    assert result["open"]["recall"] == 1.0
-    assert result["open"]["precision"] == pytest.approx(2 / 3)
-    assert result["open"]["open_rejection_rate"] is None
-    assert result["threshold_free"]["msp"]["auroc"] is None
-    assert result["threshold_free"]["msp"]["fpr_at_95_tpr"] is None
+    assert result.open.fn == 0
+    assert result.open.recall == 1.0
+    assert result.open.precision == pytest.approx(2 / 3)
+    assert result.open.open_rejection_rate is None
+    assert result.threshold_free.msp.auroc is None
+    assert result.threshold_free.msp.fpr_at_95_tpr is None
 
 
 def test_threshold_free_hand_computed():
@@ -249,11 +252,11 @@ def test_evaluate_predictions_structure_and_logits():
     from_logits = M.evaluate_predictions(
         logits, labels, counts, from_logits=True, reachability=reach, val=val
     )
-    assert from_probs["open"] == from_logits["open"]
-    assert from_probs["threshold_free"]["msp"]["auroc"] == pytest.approx(
-        from_logits["threshold_free"]["msp"]["auroc"]
+    assert from_probs.open == from_logits.open
+    assert from_probs.threshold_free.msp.auroc == pytest.approx(
+        from_logits.threshold_free.msp.auroc
     )
-    assert set(from_probs) >= {
+    assert set(from_probs.to_dict()) >= {
         "closed",
         "open",
         "threshold_free",
@@ -264,27 +267,28 @@ def test_evaluate_predictions_structure_and_logits():
         "open_assignment",
         "per_class",
     }
-    assert from_probs["conventions"]["shot_groups"] == "strict"
-    assert from_probs["threshold_free"]["reachability"]["auroc"] == pytest.approx(
+    assert from_probs.conventions.shot_groups == "strict"
+    assert from_probs.threshold_free.reachability.auroc == pytest.approx(
         roc_auc_score(labels < 0, -reach)
     )
-    selection = from_probs["threshold_selection"]
+    selection = from_probs.threshold_selection
     at_chosen = M.open_set_metrics(
-        probs.argmax(1), probs.max(1), labels, counts, threshold=selection["threshold"]
+        probs.argmax(1), probs.max(1), labels, counts, threshold=selection.threshold
     )
-    assert selection["test"]["f_measure"] == pytest.approx(at_chosen["f_measure"])
+    assert selection.test.f_measure == pytest.approx(at_chosen["f_measure"])
     inclusive = M.evaluate_predictions(probs, labels, counts, convention="inclusive")
-    assert inclusive["conventions"]["shot_groups"] == "inclusive"
-    assert inclusive["counts"]["classes_per_group"] == {"many": 2, "medium": 1, "few": 3}
-    assert from_probs["counts"]["classes_per_group"] == {"many": 2, "medium": 2, "few": 2}
-    json.dumps(from_probs, allow_nan=False)
+    assert inclusive.conventions.shot_groups == "inclusive"
+    assert inclusive.counts.classes_per_group == GroupCounts(many=2, medium=1, few=3)
+    assert from_probs.counts.classes_per_group == GroupCounts(many=2, medium=2, few=2)
+    json.dumps(from_probs.to_dict(), allow_nan=False)
 
 
 def test_evaluate_without_reachability_is_null():
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     result = M.evaluate_predictions(probs, [0, 1, -1], [200, 5])
-    assert result["threshold_free"]["reachability"] is None
-    assert result["histograms"]["reachability"] is None
+    assert result.threshold_free.reachability is None
+    assert result.histograms.reachability is None
+    assert result.to_dict()["threshold_free"]["reachability"] is None
 
 
 @pytest.mark.parametrize(
@@ -340,5 +344,5 @@ def test_one_million_predictions_are_fast():
         pred, rng.random(n), labels, counts, reachability=rng.random(n)
     )
     elapsed = time.perf_counter() - start
-    assert result["counts"]["num_known_test"] + result["counts"]["num_open_test"] == n
+    assert result.counts.num_known_test + result.counts.num_open_test == n
     assert elapsed < 10.0  # target 5 s (benchmarks/metrics_speed.py); slack for shared CPUs

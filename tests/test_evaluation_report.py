@@ -88,16 +88,17 @@ def test_write_report_json_validates_and_markdown_has_table(tmp_path):
     with open(tmp_path / "metrics.json") as f:
         loaded = json.load(f)
     R.validate_metrics_json(loaded)
-    assert loaded == json.loads(json.dumps(document))
+    assert loaded == json.loads(json.dumps(document.to_dict()))
+    assert document.metrics == metrics
     assert loaded["metrics"]["conventions"]["shot_groups"] == "strict"
     assert loaded["model_name"] == "oltr" and loaded["dataset_name"] == "fake_lt"
     assert loaded["extra"] == {"seed": 3}
     assert {"numpy", "keras_oltr", "python"} <= set(loaded["versions"])
     report = (tmp_path / "report.md").read_text()
-    closed_overall = 100 * metrics["closed"]["overall"]
+    closed_overall = 100 * metrics.closed.overall
     assert f"{closed_overall:.1f}" in report
-    assert f"{metrics['open']['f_measure']:.3f}" in report
-    assert f"{metrics['threshold_free']['reachability']['auroc']:.4f}" in report
+    assert f"{metrics.open.f_measure:.3f}" in report
+    assert f"{metrics.threshold_free.reachability.auroc:.4f}" in report
     assert "strict" in report and "ECE" in report
 
 
@@ -119,7 +120,7 @@ def test_validate_metrics_json_reports_problems():
         "dataset_name": "x",
         "created": "now",
         "versions": {},
-        "metrics": sample_metrics(),
+        "metrics": sample_metrics().to_dict(),
         "extra": None,
     }
     R.validate_metrics_json(document)
@@ -127,12 +128,14 @@ def test_validate_metrics_json_reports_problems():
     del broken["metrics"]["open"]["f_measure"]
     broken["metrics"]["closed"]["many"] = "40.9"
     broken["metrics"]["curves"]["thresholds"][3] = float("nan")
+    broken["model_name"] = 7
     with pytest.raises(ValueError) as info:
         R.validate_metrics_json(broken)
     message = str(info.value)
-    assert "$.metrics.open.f_measure: missing" in message
-    assert "$.metrics.closed.many" in message
-    assert "$.metrics.curves.thresholds[3]" in message
+    assert "metrics.open.f_measure: missing" in message
+    assert "metrics.closed.many: expected a number, got '40.9'" in message
+    assert "metrics.curves.thresholds[3]" in message
+    assert "model_name: expected a string, got 7" in message
 
 
 def test_format_results_table_and_aggregation():
@@ -180,20 +183,21 @@ def test_evaluate_model_on_fake_dataset(tmp_path, with_reachability):
     expected = M.open_set_metrics(
         probs.argmax(1), probs.max(1), labels, TRAIN_COUNTS, threshold=0.2
     )
-    assert metrics["open"]["f_measure"] == pytest.approx(expected["f_measure"], abs=1e-6)
-    assert metrics["counts"]["num_open_test"] == 20
-    assert metrics["threshold_selection"]["num_val_open"] == 10
-    reach = metrics["threshold_free"]["reachability"]
+    assert metrics.open.f_measure == pytest.approx(expected["f_measure"], abs=1e-6)
+    assert metrics.counts.num_open_test == 20
+    assert metrics.threshold_selection.num_val_open == 10
+    reach = metrics.threshold_free.reachability
     if with_reachability:
-        assert reach["auroc"] == pytest.approx(
+        assert reach.auroc == pytest.approx(
             M.auroc(labels < 0, -outputs["reachability"].reshape(-1)), abs=1e-6
         )
     else:
         assert reach is None
 
     document = R.load_metrics_json(str(out_dir / "metrics.json"))
-    assert document["model_name"] == "oltr"
-    assert document["extra"]["splits"] == ["test", "open"]
+    assert document.model_name == "oltr"
+    assert document.extra["splits"] == ["test", "open"]
+    assert document.metrics == metrics
     assert (out_dir / "report.md").stat().st_size > 500
     for name in P.PLOTS:
         assert_png(out_dir / name)
@@ -201,9 +205,9 @@ def test_evaluate_model_on_fake_dataset(tmp_path, with_reachability):
 
 def test_evaluate_model_without_open_or_val_splits(tmp_path):
     metrics = E.evaluate_model(make_model(), FakeDataset(splits=("test",)), str(tmp_path))
-    assert metrics["counts"]["num_open_test"] == 0
-    assert metrics["threshold_selection"] is None
-    assert metrics["open"]["open_rejection_rate"] is None
+    assert metrics.counts.num_open_test == 0
+    assert metrics.threshold_selection is None
+    assert metrics.open.open_rejection_rate is None
 
 
 def _write_workdir(workdir, *, with_checkpoint=True):
@@ -226,8 +230,8 @@ def test_evaluate_workdir_loads_checkpoint(tmp_path, monkeypatch):
     metrics = E.evaluate_workdir(str(tmp_path), stage=2, checkpoint="best", batch_size=32)
     assert calls == [("fake_lt", {"seed": 1})]
     document = R.load_metrics_json(str(tmp_path / "eval" / "stage2" / "metrics.json"))
-    assert document["model_name"] == "oltr"
-    assert document["metrics"]["open"] == metrics["open"]
+    assert document.model_name == "oltr"
+    assert document.metrics.open == metrics.open
     with pytest.raises(E.CheckpointNotFoundError, match="latest"):
         E.evaluate_workdir(str(tmp_path), checkpoint="latest")
     with pytest.raises(E.CheckpointNotFoundError, match="stage 1"):
@@ -268,7 +272,7 @@ def test_compare_cli_averages_seeds(tmp_path, capsys, compare_cli):
     assert compare_cli.main(["compare", paths[2]]) == 0
     output = capsys.readouterr().out
     oltr_line = next(line for line in output.splitlines() if line.startswith("| oltr"))
-    values = [sample_metrics(s)["open"]["f_measure"] for s in (0, 1)]
+    values = [sample_metrics(s).open.f_measure for s in (0, 1)]
     expected = f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
     assert expected in oltr_line and "| 2 " in oltr_line
     assert "| plain | 1 " in output
@@ -309,16 +313,15 @@ def test_score_tables_per_model_and_val_rule_columns(tmp_path, capsys, compare_c
     tables = R.aggregate_score_tables(documents)
     (table,) = tables.values()
     energy_line = next(line for line in table.splitlines() if line.startswith("| energy"))
-    values = [m["open_scores"]["scores"]["energy"]["auroc"] for m in metrics]
+    values = [m.open_scores.scores["energy"].auroc for m in metrics]
     assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in energy_line
-    chosen = sum(m["threshold_selection"]["score"] == "energy" for m in metrics)
+    chosen = sum(m.threshold_selection.score == "energy" for m in metrics)
     assert energy_line.rstrip(" |").endswith(f"{chosen}/2")
-    row = R.results_row(documents[0])
-    selection = metrics[0]["threshold_selection"]
-    assert row["open_f_val_rule"] == selection["test"]["f_measure"]
-    assert (
-        row["auroc_val_score"] == metrics[0]["open_scores"]["scores"][selection["score"]]["auroc"]
-    )
+    row = R.results_row(documents[0].metrics, documents[0].model_name)
+    selection = metrics[0].threshold_selection
+    assert row["model"] == "plain"
+    assert row["open_f_val_rule"] == selection.test.f_measure
+    assert row["auroc_val_score"] == metrics[0].open_scores.scores[selection.score].auroc
     compare_cli.flags.FLAGS(["compare"])
     assert (
         compare_cli.main(["compare", *(str(tmp_path / f"run{i}" / "metrics.json") for i in (0, 1))])

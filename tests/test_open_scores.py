@@ -213,42 +213,38 @@ class _Dataset:
 def test_evaluate_model_reports_every_score_and_the_val_choice(oltr, tmp_path):
     dataset = _Dataset()
     metrics = E.evaluate_model(oltr, dataset, str(tmp_path), batch_size=8)
-    table = metrics["open_scores"]
-    assert list(table["scores"]) == list(OLTR_NO_BANK)
-    assert sorted(float(s) for s in table["scale_grid"]) == sorted(S.DEFAULT_SCALE_GRID)
-    selection = metrics["threshold_selection"]
-    assert selection["score"] == table["chosen"] and selection["used_open_val"] is True
-    assert selection["threshold"] == table["scores"][selection["score"]]["val_threshold"]
+    table = metrics.open_scores
+    assert list(table.scores) == list(OLTR_NO_BANK)
+    assert sorted(float(s) for s in table.scale_grid) == sorted(S.DEFAULT_SCALE_GRID)
+    selection = metrics.threshold_selection
+    assert selection.score == table.chosen and selection.used_open_val is True
+    assert selection.threshold == table.scores[selection.score].val_threshold
     # Recompute the energy row independently from the model's outputs.
     images = np.concatenate([dataset._data[s][0] for s in ("test", "open")])
     labels = np.concatenate([dataset._data[s][1] for s in ("test", "open")])
     energy = _logsumexp(np.asarray(oltr(images)["logits"], np.float64))
-    assert table["scores"]["energy"]["auroc"] == pytest.approx(
-        M.auroc(labels < 0, -energy), abs=1e-6
-    )
+    assert table.scores["energy"].auroc == pytest.approx(M.auroc(labels < 0, -energy), abs=1e-6)
     # The test F at the chosen rule equals the decision rule applied by hand.
     out = oltr(images)
     probabilities = np.asarray(out["probabilities"])
-    if selection["score"] == "msp_rescaled":
+    if selection.score == "msp_rescaled":
         chosen_score = S.compute_score(
             "msp_rescaled",
             out,
             S.score_context(oltr),
-            scale=selection["score_params"]["reachability_scale"],
+            scale=selection.score_params["reachability_scale"],
         )
     else:
-        chosen_score = S.compute_score(selection["score"], out, S.score_context(oltr))
-    decided = S.open_set_decision(
-        probabilities.argmax(-1), _np(chosen_score), selection["threshold"]
-    )
+        chosen_score = S.compute_score(selection.score, out, S.score_context(oltr))
+    decided = S.open_set_decision(probabilities.argmax(-1), _np(chosen_score), selection.threshold)
     expected = M.open_set_metrics_from_decisions(
         decided, probabilities.argmax(-1), labels, dataset.train_counts
     )
-    assert selection["test"]["f_measure"] == pytest.approx(expected["f_measure"], abs=1e-9)
+    assert selection.test.f_measure == pytest.approx(expected["f_measure"], abs=1e-9)
     report = (tmp_path / "report.md").read_text()
     assert "## Open scores of oltr" in report and "**chosen**" in report
     document = R.load_metrics_json(str(tmp_path / "metrics.json"))
-    assert document["metrics"]["threshold_selection"]["score"] == selection["score"]
+    assert document.metrics.threshold_selection.score == selection.score
 
 
 def test_plain_model_and_no_open_val_are_said(tmp_path):
@@ -258,11 +254,11 @@ def test_plain_model_and_no_open_val_are_said(tmp_path):
     metrics = E.evaluate_model(
         plain, _Dataset(splits=("test", "open", "val")), str(tmp_path), model_name="plain"
     )
-    assert list(metrics["open_scores"]["scores"]) == list(S.PLAIN_SCORES)
-    assert metrics["open_scores"]["scale_grid"] == {}
-    selection = metrics["threshold_selection"]
-    assert selection["used_open_val"] is False
-    assert "no open validation data was used" in selection["open_val_note"]
+    assert list(metrics.open_scores.scores) == list(S.PLAIN_SCORES)
+    assert metrics.open_scores.scale_grid == {}
+    selection = metrics.threshold_selection
+    assert selection.used_open_val is False
+    assert "no open validation data was used" in selection.open_val_note
     assert "no open validation data was used" in (tmp_path / "report.md").read_text()
 
 

@@ -40,12 +40,9 @@ def main(argv):
         except (OSError, ValueError) as error:
             print(f"error: {path}: {error}", file=sys.stderr)
             return 1
-    rows = [results_row(document) for document in documents]
+    rows = [results_row(d.metrics, d.model_name) for d in documents]
     conventions = sorted(
-        {
-            (d["metrics"]["conventions"]["shot_groups"], d["metrics"]["open"]["threshold"])
-            for d in documents
-        }
+        {(d.metrics.conventions.shot_groups, d.metrics.open.threshold) for d in documents}
     )
     print(format_results_table(aggregate_rows(rows)))
     for model, table in aggregate_score_tables(documents).items():

@@ -55,9 +55,9 @@ def main(argv):
         return 2
     name = "plain" if stage == 1 else "oltr"
     print(format_results_table([results_row(metrics, name)]))
-    if metrics.get("open_scores"):
+    if metrics.open_scores is not None:
         print(f"\nOpen scores of {name} (test; the chosen one is marked):")
-        print(format_open_score_table(metrics["open_scores"]))
+        print(format_open_score_table(metrics.open_scores))
     return 0
 
 

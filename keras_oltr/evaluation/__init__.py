@@ -1,9 +1,9 @@
 """OLTR evaluation: metrics over numpy arrays, reports, plots and model evaluation.
 
 `metrics` combines the numbers of `closed_set`, `open_set`, `ranking`, `calibration`
-and `open_scores` (the candidate open scores, chosen on validation); `report` writes
-metrics.json / report.md and result tables; `plots` draws PNGs from a metrics dict;
-`evaluate` runs a Keras model over a dataset.
+and `open_scores` (the candidate open scores, chosen on validation) into one typed
+`results.EvaluationResult`; `report` writes metrics.json / report.md and result
+tables; `plots` draws PNGs from a result; `evaluate` runs a Keras model over a dataset.
 """
 
 from keras_oltr.evaluation.evaluate import (
@@ -33,7 +33,6 @@ from keras_oltr.evaluation.metrics import (
 )
 from keras_oltr.evaluation.plots import write_plots
 from keras_oltr.evaluation.report import (
-    METRICS_JSON_SCHEMA,
     aggregate_rows,
     format_results_table,
     load_metrics_json,
@@ -41,12 +40,57 @@ from keras_oltr.evaluation.report import (
     validate_metrics_json,
     write_report,
 )
+from keras_oltr.evaluation.results import (
+    CalibrationResult,
+    ClosedSetResult,
+    Conventions,
+    EvaluationResult,
+    GroupBounds,
+    GroupCounts,
+    GroupedOperatingPoint,
+    MetricsDocument,
+    OpenAssignment,
+    OpenScoreEntry,
+    OpenScoreTable,
+    OpenSetResult,
+    OperatingPoint,
+    PerClassResult,
+    RankingResult,
+    ScaleGridEntry,
+    ScoreHistogram,
+    ScoreHistograms,
+    TestCounts,
+    ThresholdCurves,
+    ThresholdFreeResult,
+    ThresholdSelection,
+)
 
 __all__ = [
     "CONVENTIONS",
-    "METRICS_JSON_SCHEMA",
     "SHOT_GROUPS",
+    "CalibrationResult",
     "CheckpointNotFoundError",
+    "ClosedSetResult",
+    "Conventions",
+    "EvaluationResult",
+    "GroupBounds",
+    "GroupCounts",
+    "GroupedOperatingPoint",
+    "MetricsDocument",
+    "OpenAssignment",
+    "OpenScoreEntry",
+    "OpenScoreTable",
+    "OpenSetResult",
+    "OperatingPoint",
+    "PerClassResult",
+    "RankingResult",
+    "ScaleGridEntry",
+    "ScoreHistogram",
+    "ScoreHistograms",
+    "TestCounts",
+    "ThresholdCurves",
+    "ThresholdFreeResult",
+    "ThresholdSelection",
     "WorkdirError",
     "aggregate_rows",
     "auroc",

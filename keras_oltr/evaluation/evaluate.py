@@ -24,6 +24,7 @@ from keras_oltr.evaluation.metrics import (
 )
 from keras_oltr.evaluation.plots import write_plots
 from keras_oltr.evaluation.report import write_report
+from keras_oltr.evaluation.results import EvaluationResult
 from keras_oltr.training.workdir import (  # noqa: F401  (re-exported)
     CHECKPOINTS,
     STAGE_NAMES,
@@ -171,7 +172,7 @@ def evaluate_model(
     model_name: str = "oltr",
     extra: Mapping[str, Any] | None = None,
     max_unreadable_fraction: float = DEFAULT_MAX_UNREADABLE_FRACTION,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Evaluates ``model`` on ``dataset`` and writes metrics.json, report.md and plots.
 
     Test images are the "test" split plus the "open" split (when present; labels
@@ -193,7 +194,7 @@ def evaluate_model(
             skipped counts go to metrics.json's ``extra.image_counts``.
 
     Returns:
-        The `evaluate_predictions` metrics dict.
+        The `EvaluationResult` written to metrics.json.
     """
     check_convention(convention)
     train_counts = check_train_counts(dataset.train_counts)
@@ -264,7 +265,7 @@ def evaluate_workdir(
     batch_size: int = 256,
     out_dir: str | None = None,
     max_unreadable_fraction: float = DEFAULT_MAX_UNREADABLE_FRACTION,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Loads ``<workdir>/stage{stage}/{checkpoint}.keras`` and evaluates it.
 
     The dataset is rebuilt from ``<workdir>/config.json`` ({"dataset": name,

@@ -5,8 +5,9 @@ threshold-free open-set metrics and calibration. Each concern has its module:
 `shot_groups` (the one shot-group definition), `checks` (input checks),
 `closed_set`, `open_set` (F-measure, curves, threshold selection), `ranking`
 (AUROC / AUPR / FPR@95TPR), `calibration`, and `open_scores` (the open scores and the
-decision rule). This module combines them into one JSON-serialisable result
-(`evaluate_top1_predictions`, `evaluate_predictions`) and re-exports their functions.
+decision rule). This module combines them into one typed result,
+`results.EvaluationResult` (`evaluate_top1_predictions`, `evaluate_predictions`), and
+re-exports their functions.
 
 Conventions (also written into every result under "conventions"):
 
@@ -44,7 +45,6 @@ a million predictions over a thousand classes never need an N x K matrix.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +85,7 @@ from keras_oltr.evaluation.ranking import (
     score_histogram,
     threshold_free_metrics,
 )
+from keras_oltr.evaluation.results import EvaluationResult, to_json_compatible
 from keras_oltr.evaluation.shot_groups import (
     CONVENTIONS,
     SHOT_GROUP_BOUNDS,
@@ -156,26 +157,6 @@ _CONVENTION_TEXT = {
     "ece": "15 equal-width bins (lo, hi] on known images, max probability vs top-1 correct",
     "undefined_values": "NaN in arrays, null in the result dict",
 }
-
-
-def to_json_compatible(value: Any) -> Any:
-    """Converts numpy scalars/arrays to Python types and NaN/inf to None, recursively."""
-    if isinstance(value, Mapping):
-        return {str(k): to_json_compatible(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_compatible(v) for v in value]
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "iub":
-            return value.tolist()
-        return [to_json_compatible(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
 
 
 def _val_top1(val: Mapping[str, Any], num_classes: int):
@@ -309,8 +290,8 @@ def evaluate_top1_predictions(
     val: Mapping[str, Any] | None = None,
     curve_thresholds: Any = None,
     open_scores: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Every OLTR metric from top-1 predictions; returns a JSON-serialisable dict.
+) -> EvaluationResult:
+    """Every OLTR metric from top-1 predictions.
 
     Args:
         predicted_class: [N] argmax class over the K known classes.
@@ -331,11 +312,11 @@ def evaluate_top1_predictions(
             known); "msp" is always added from ``max_probability``.
 
     Returns:
-        Nested dict with "conventions", "counts", "closed", "open", "open_assignment",
-        "threshold_free" ({"msp", "reachability"}), "open_scores" (the per-score
-        table, `open_score_table`), "calibration", "threshold_selection" (with the
-        chosen "score", "score_params" and "threshold"), "curves", "histograms",
-        "per_class". Undefined numbers (NaN) are None.
+        An `EvaluationResult` with ``conventions``, ``counts``, ``closed``, ``open``,
+        ``open_assignment``, ``threshold_free`` (msp, reachability), ``open_scores``
+        (the per-score table, `open_score_table`), ``calibration``,
+        ``threshold_selection`` (the chosen score, its params and threshold),
+        ``curves``, ``histograms`` and ``per_class``. Undefined numbers (NaN) are None.
     """
     check_convention(convention)
     threshold = check_threshold(threshold)
@@ -451,7 +432,8 @@ def evaluate_top1_predictions(
             "open_accuracy": open_["per_class_accuracy"],
         },
     }
-    return to_json_compatible(result)
+    # Read from its JSON form, so the typed result and metrics.json cannot disagree.
+    return EvaluationResult.from_dict(to_json_compatible(result))
 
 
 def evaluate_predictions(
@@ -466,12 +448,12 @@ def evaluate_predictions(
     val: Mapping[str, Any] | None = None,
     curve_thresholds: Any = None,
     open_scores: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Every OLTR metric from an [N, K] probability (or logit) matrix.
 
     Convenience wrapper over `evaluate_top1_predictions`; see it for the arguments
-    and the returned dict. ``from_logits=True`` applies a softmax first; without it,
-    rows must be probability distributions.
+    and the returned `EvaluationResult`. ``from_logits=True`` applies a softmax
+    first; without it, rows must be probability distributions.
     """
     name = "logits" if from_logits else "probabilities"
     predicted_class, max_probability = top1_from_scores(scores, from_logits=from_logits, name=name)
