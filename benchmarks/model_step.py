@@ -23,6 +23,9 @@ The script runs on any Keras backend. The data are made once on the device
 On this project's CPU:
 
     python benchmarks/model_step.py --warmup=2 --steps=7
+
+`--batch_norms=fused,keras` times the ResNets with keras_oltr's fused batch norm and
+with Keras' own layer side by side; `--precisions=float32,mixed_bfloat16` likewise.
 """
 
 import os
@@ -44,30 +47,37 @@ flags.DEFINE_integer("batch", 0, "Batch size; 0 keeps each setting's own.")
 flags.DEFINE_list(
     "precisions", ["float32"], "Keras dtype policies to time, e.g. float32,mixed_bfloat16."
 )
+flags.DEFINE_list(
+    "batch_norms",
+    ["fused"],
+    "ResNet batch norms to time: fused (keras_oltr's FusedBatchNormalization), keras "
+    "(keras.layers.BatchNormalization, the code before it).",
+)
 
 
-def _jobs(cfg, precision):
-    """The timed jobs of one setting at one precision (its models built under it)."""
+def _jobs(cfg, variant):
+    """The timed jobs of one setting for one (precision, batch norm) variant."""
+    precision, batch_norm = variant
     keras.config.set_dtype_policy(precision)
     try:
         x = keras.random.uniform((cfg["batch"], *cfg["input_shape"]), 0.0, 255.0, seed=1)
         y = ops.cast(keras.random.randint((cfg["batch"],), 0, cfg["num_classes"], seed=2), "int32")
-        plain, oltr = build_models(cfg)
+        plain, oltr = build_models(cfg, batch_norm=batch_norm)
     finally:
         keras.config.set_dtype_policy("float32")
     return {
-        (precision, "stage1"): lambda: plain.train_on_batch(x, y),
-        (precision, "stage2"): lambda: oltr.train_on_batch(x, y),
+        (variant, "stage1"): lambda: plain.train_on_batch(x, y),
+        (variant, "stage2"): lambda: oltr.train_on_batch(x, y),
         # predict_on_batch returns numpy arrays: the step has finished.
-        (precision, "infer2"): lambda: oltr.predict_on_batch(x),
+        (variant, "infer2"): lambda: oltr.predict_on_batch(x),
     }
 
 
-def _run(cfg, precisions, warmup, steps):
-    """Median step time of every (precision, job); the jobs of all precisions interleave."""
+def _run(cfg, variants, warmup, steps):
+    """Median step time of every (variant, job); the jobs of all variants interleave."""
     jobs = {}
-    for precision in precisions:
-        jobs.update(_jobs(cfg, precision))
+    for variant in variants:
+        jobs.update(_jobs(cfg, variant))
     for job in jobs.values():
         for _ in range(warmup):
             job()
@@ -90,10 +100,11 @@ def main(argv):
         f"cores visible; warm-up {FLAGS.warmup}, timed {FLAGS.steps} steps per model (median, "
         "all jobs interleaved)"
     )
-    base = FLAGS.precisions[0]
+    variants = [(p, b) for p in FLAGS.precisions for b in FLAGS.batch_norms]
+    base = variants[0]
     header = (
-        f"{'config':<14} {'precision':<15} {'stage':<7} {'batch':>5} {'step s':>8} "
-        f"{'images/s':>9} {'s2/s1':>6} {'vs ' + base:>12}"
+        f"{'config':<14} {'precision':<15} {'bn':<6} {'stage':<7} {'batch':>5} {'step s':>8} "
+        f"{'images/s':>9} {'s2/s1':>6} {'vs ' + '/'.join(base):>20}"
     )
     print(header)
     print("-" * len(header))
@@ -101,15 +112,15 @@ def main(argv):
         cfg = dict(CONFIGS[name])
         if FLAGS.batch:
             cfg["batch"] = FLAGS.batch
-        medians = _run(cfg, FLAGS.precisions, FLAGS.warmup, FLAGS.steps)
-        for (precision, stage), step in medians.items():
+        medians = _run(cfg, variants, FLAGS.warmup, FLAGS.steps)
+        for (variant, stage), step in medians.items():
             ratio = ""
             if stage == "stage2":
-                ratio = f"{step / medians[(precision, 'stage1')]:6.2f}"
-            speedup = f"{medians[(base, stage)] / step:11.2f}x"
+                ratio = f"{step / medians[(variant, 'stage1')]:6.2f}"
+            speedup = f"{medians[(base, stage)] / step:19.2f}x"
             print(
-                f"{name:<14} {precision:<15} {stage:<7} {cfg['batch']:>5} {step:>8.3f} "
-                f"{cfg['batch'] / step:>9.1f} {ratio:>6} {speedup:>12}"
+                f"{name:<14} {variant[0]:<15} {variant[1]:<6} {stage:<7} {cfg['batch']:>5} "
+                f"{step:>8.3f} {cfg['batch'] / step:>9.1f} {ratio:>6} {speedup:>20}"
             )
 
 

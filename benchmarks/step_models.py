@@ -1,8 +1,10 @@
 """The ResNet-10 settings and models timed by model_step.py and vs_reference.py."""
 
+import contextlib
+
 import keras
 
-from keras_oltr.models import build_oltr_model, build_plain_model
+from keras_oltr.models import build_oltr_model, build_plain_model, resnet
 from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
 
 CONFIGS = {
@@ -23,8 +25,31 @@ CONFIGS = {
 }
 
 
-def build_models(cfg):
+BATCH_NORMS = ("fused", "keras")
+
+
+@contextlib.contextmanager
+def _batch_norm_layer(kind):
+    """Builds ResNets with `kind`'s batch norm: "fused" (keras_oltr's, the default) or
+    "keras" (keras.layers.BatchNormalization, as before the fused layer), for A/B timing."""
+    if kind not in BATCH_NORMS:
+        raise ValueError(f"batch_norm must be one of {BATCH_NORMS}. Received: {kind!r}")
+    fused = resnet.FusedBatchNormalization
+    if kind == "keras":
+        resnet.FusedBatchNormalization = keras.layers.BatchNormalization
+    try:
+        yield
+    finally:
+        resnet.FusedBatchNormalization = fused
+
+
+def build_models(cfg, batch_norm="fused"):
     """The stage-1 (plain) and stage-2 (OLTR) models of a setting, compiled."""
+    with _batch_norm_layer(batch_norm):
+        return _build_models(cfg)
+
+
+def _build_models(cfg):
     plain = build_plain_model(
         cfg["num_classes"], cfg["input_shape"], backbone_options=cfg["backbone_options"]
     )

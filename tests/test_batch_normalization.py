@@ -68,11 +68,19 @@ def test_training_step_matches_the_numpy_formulas_and_keras():
     np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy(), 1e-6)
 
 
-def test_inference_and_other_layouts_are_keras_code():
-    (fused, plain), _ = _pair((4, 3, 3, 5))
+def test_inference_uses_the_moving_statistics():
+    (fused, plain), (gamma, beta, mm, mv) = _pair((4, 3, 3, 5))
     x = tf.random.normal((4, 3, 3, 5), seed=2)
-    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), rtol=1e-6)
-    (fused2, plain2), _ = _pair((4, 5))  # rank 2: the parent's path
+    expected = (x.numpy() - mm) / np.sqrt(mv + EPS) * gamma + beta
+    np.testing.assert_allclose(fused(x, training=False), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        fused(x, training=False), plain(x, training=False), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(fused.moving_mean.numpy(), mm, rtol=1e-7)  # not updated
+
+
+def test_other_layouts_are_keras_code():
+    (fused2, plain2), _ = _pair((4, 5))  # rank 2: the parent's code
     x2 = tf.random.normal((4, 5), seed=3)
     np.testing.assert_allclose(fused2(x2, training=True), plain2(x2, training=True), rtol=1e-5)
 
