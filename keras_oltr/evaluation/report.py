@@ -32,10 +32,9 @@ from keras_oltr.evaluation.results import (
     OpenScoreTable,
     to_json_compatible,
 )
+from keras_oltr.training.workdir import METRICS_FILE, REPORT_FILE
 
 SCHEMA_VERSION = 1
-METRICS_FILENAME = "metrics.json"
-REPORT_FILENAME = "report.md"
 
 
 def validate_metrics_json(document: Mapping[str, Any]) -> None:
@@ -477,12 +476,12 @@ def write_report(
     data = document.to_dict()
     validate_metrics_json(data)  # what is written must load back
     os.makedirs(out_dir, exist_ok=True)
-    metrics_path = os.path.join(out_dir, METRICS_FILENAME)
+    metrics_path = os.path.join(out_dir, METRICS_FILE)
     with open(metrics_path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=1, allow_nan=False)
-    with open(os.path.join(out_dir, REPORT_FILENAME), "w", encoding="utf-8") as f:
+    with open(os.path.join(out_dir, REPORT_FILE), "w", encoding="utf-8") as f:
         f.write(_report_markdown(document, plot_files))
-    logging.info("Wrote %s and %s in %s", METRICS_FILENAME, REPORT_FILENAME, out_dir)
+    logging.info("Wrote %s and %s in %s", METRICS_FILE, REPORT_FILE, out_dir)
     return document
 
 

@@ -8,6 +8,7 @@ A run's folder holds::
     stage{N}/best.keras             best validation accuracy
     stage{N}/latest.keras           end of the stage
     eval/stage{N}/metrics.json      evaluation (and the chosen open-set threshold)
+    eval/stage{N}/report.md         the evaluation, readable
     results.md                      both stages' table
     tensorboard/stage{N}/           TensorBoard logs
     export/                         TF Serving SavedModel
@@ -33,7 +34,8 @@ STAGES = (1, 2)
 STAGE_NAMES = {1: "plain", 2: "oltr"}
 CHECKPOINTS = ("best", "latest")
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
+METRICS_FILE = "metrics.json"  # in an evaluation folder, with REPORT_FILE
+REPORT_FILE = "report.md"
 TMP_PREFIX = ".tmp-"
 # Facts about the dataset that config.json records beside the ExperimentConfig.
 DATASET_INFO_KEYS = ("image_size", "channels", "class_names")
