@@ -68,7 +68,7 @@ def test_training_step_matches_the_numpy_formulas_and_keras():
     np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy(), 1e-6)
 
 
-def test_inference_uses_the_moving_statistics():
+def test_inference_uses_the_moving_statistics_with_keras_code():
     (fused, plain), (gamma, beta, mm, mv) = _pair((4, 3, 3, 5))
     x = tf.random.normal((4, 3, 3, 5), seed=2)
     expected = (x.numpy() - mm) / np.sqrt(mv + EPS) * gamma + beta
