@@ -24,8 +24,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     else is the parent's code, inference included: with the fused op at inference,
     TensorFlow's graph optimiser fuses convolution, batch norm and ReLU into one
     oneDNN kernel that turns a NaN image into finite outputs (a class instead of
-    "unknown"), and the exported models ran no faster. Weights, config and saved
-    files are those of `keras.layers.BatchNormalization`.
+    "unknown"), and the exported models ran no faster. Weights and config are
+    those of `keras.layers.BatchNormalization`; a saved model names this class, so
+    loading it needs `keras_oltr.layers` imported (as every OLTR layer does).
     """
 
     def call(self, inputs, training=None, mask=None):
