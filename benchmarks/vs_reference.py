@@ -1,4 +1,4 @@
-"""keras_oltr vs the reference PyTorch OLTR code, side by side on this machine's CPU.
+"""keras_oltr vs the reference PyTorch OLTR code, side by side on one machine.
 
 Times the stage-1 train step, the stage-2 train step and stage-2 inference of
 ResNet-10 at 224 px, 1000 classes (ImageNet-LT settings) for both implementations,
@@ -15,6 +15,15 @@ calls are made no-ops in this harness, nothing of its code is copied. Without a
 checkout, or without PyTorch, the benchmark says so and exits.
 
     python benchmarks/vs_reference.py --reference_src=/path/to/OLTR --rounds=3
+
+`--device=gpu` compares the two on one CUDA GPU: the reference runs on it as
+PyTorch, keras_oltr under the Keras backend that `KERAS_BACKEND` names (JAX on a
+machine without TensorFlow). Both synchronise the device at the end of each step
+(PyTorch explicitly; Keras returns numpy values). Only the train steps and stage-2
+inference are compared there (exporting needs TensorFlow):
+
+    KERAS_BACKEND=jax python benchmarks/vs_reference.py --reference_src=/path/to/OLTR \
+        --device=gpu --batch=256 --rounds=2
 """
 
 import json
@@ -34,7 +43,8 @@ flags.DEFINE_integer("warmup", 2, "Untimed steps per job.")
 flags.DEFINE_integer("steps", 5, "Timed steps per job (median reported).")
 flags.DEFINE_integer("batch", 64, "Batch size.")
 flags.DEFINE_integer("infer_batch", 32, "Batch of the deployed-model comparison.")
-flags.DEFINE_integer("threads", 2, "Threads for each implementation.")
+flags.DEFINE_integer("threads", 2, "CPU threads for each implementation.")
+flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where both implementations run.")
 flags.DEFINE_string("export_dir", None, "Internal: where the keras_oltr side exports.")
 flags.DEFINE_enum("worker", None, ["reference", "keras_oltr"], "Internal: run one side.")
 
@@ -67,24 +77,29 @@ def _reference_jobs(src, batch):
     from torch import nn
 
     torch.set_num_threads(FLAGS.threads)
-    # The reference calls .cuda() on tensors and modules; on CPU they stay put.
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    nn.Module.cuda = lambda self, *args, **kwargs: self
+    gpu = FLAGS.device == "gpu"
+    if not gpu:
+        # The reference calls .cuda() on tensors and modules; on CPU they stay put.
+        torch.Tensor.cuda = lambda self, *args, **kwargs: self
+        nn.Module.cuda = lambda self, *args, **kwargs: self
+    device = torch.device("cuda" if gpu else "cpu")
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     sys.path.insert(0, src)
     from loss.DiscCentroidsLoss import DiscCentroidsLoss
     from models import DotProductClassifier, MetaEmbeddingClassifier, ResNet10Feature
 
-    x = torch.rand(batch, 3, 224, 224)
-    x_small = torch.rand(FLAGS.infer_batch, 3, 224, 224)
-    y = torch.randint(0, NUM_CLASSES, (batch,))
+    x = torch.rand(batch, 3, 224, 224, device=device)
+    x_small = torch.rand(FLAGS.infer_batch, 3, 224, 224, device=device)
+    y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
     ce = nn.CrossEntropyLoss()
 
     def sgd(groups):
         return torch.optim.SGD(groups, momentum=0.9, weight_decay=5e-4)
 
     # Stage 1 (config/ImageNet_LT/stage_1.py): plain ResNet-10 + dot-product classifier.
-    feat1 = ResNet10Feature.create_model(False, False, None, False, None, False)
+    feat1 = ResNet10Feature.create_model(False, False, None, False, None, False).to(device)
     clf1 = DotProductClassifier.create_model(FEATURE_DIM, NUM_CLASSES, False, None, False)
+    clf1 = clf1.to(device)
     opt1 = sgd([{"params": feat1.parameters(), "lr": 0.1}, {"params": clf1.parameters()}])
     opt1.param_groups[1]["lr"] = 0.1
 
@@ -93,12 +108,14 @@ def _reference_jobs(src, batch):
         logits, _ = clf1(feat1(x)[0])
         ce(logits, y).backward()
         opt1.step()
+        sync()
 
     # Stage 2 (stage_2_meta_embedding.py): attention + use_fc, meta-embedding classifier,
     # DiscCentroidsLoss (weight 0.01) with its own SGD, as run_networks.py trains them.
-    feat2 = ResNet10Feature.create_model(True, True, None, False, None, False)
+    feat2 = ResNet10Feature.create_model(True, True, None, False, None, False).to(device)
     clf2 = MetaEmbeddingClassifier.create_model(FEATURE_DIM, NUM_CLASSES, False, None, False)
-    centroid_loss = DiscCentroidsLoss(NUM_CLASSES, FEATURE_DIM)
+    clf2 = clf2.to(device)
+    centroid_loss = DiscCentroidsLoss(NUM_CLASSES, FEATURE_DIM).to(device)
     opt2 = sgd([{"params": feat2.parameters(), "lr": 0.01}, {"params": clf2.parameters()}])
     opt2.param_groups[1]["lr"] = 0.1
     opt_c = torch.optim.SGD(centroid_loss.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -112,12 +129,14 @@ def _reference_jobs(src, batch):
         loss.backward()
         opt2.step()
         opt_c.step()
+        sync()
 
     def infer(images):
         feat2.eval()
         clf2.eval()
         with torch.no_grad():
             clf2(feat2(images)[0], centroid_loss.centroids.data)
+        sync()
         feat2.train()
         clf2.train()
 
@@ -130,28 +149,34 @@ def _reference_jobs(src, batch):
 
 
 def _keras_jobs(batch):
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import keras
+
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if tensorflow:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from step_models import CONFIGS, build_models  # the models of model_step.py
 
     cfg = dict(CONFIGS["resnet10_224"], batch=batch)
     x = keras.random.uniform((batch, 224, 224, 3), 0.0, 255.0, seed=1)
     y = keras.ops.cast(keras.random.randint((batch,), 0, NUM_CLASSES, seed=2), "int32")
     plain, oltr = build_models(cfg)
-    saved, onnx = _exported(oltr)
-    pixels = keras.random.uniform((FLAGS.infer_batch, 224, 224, 3), 0.0, 255.0, seed=3)
-    pixels = keras.ops.convert_to_numpy(pixels)
-    return {
+    # train_on_batch and predict_on_batch return numpy values: the step has finished.
+    jobs = {
         "stage1": lambda: plain.train_on_batch(x, y),
         "stage2": lambda: oltr.train_on_batch(x, y),
         "infer2": lambda: oltr.predict_on_batch(x),
-        "savedmodel_b32": lambda: saved.predict(pixels),
-        "onnx_b32": lambda: onnx.predict(pixels),
     }
+    if tensorflow and FLAGS.device == "cpu":
+        saved, onnx = _exported(oltr)
+        pixels = keras.random.uniform((FLAGS.infer_batch, 224, 224, 3), 0.0, 255.0, seed=3)
+        pixels = keras.ops.convert_to_numpy(pixels)
+        jobs["savedmodel_b32"] = lambda: saved.predict(pixels)
+        jobs["onnx_b32"] = lambda: onnx.predict(pixels)
+    return jobs
 
 
 def _exported(model):
@@ -186,7 +211,7 @@ def _run_worker():
 def _spawn(worker):
     env = dict(os.environ, OMP_NUM_THREADS=str(FLAGS.threads), TF_CPP_MIN_LOG_LEVEL="2")
     args = [sys.executable, os.path.abspath(__file__), f"--worker={worker}"]
-    names = ("warmup", "steps", "batch", "infer_batch", "threads", "export_dir")
+    names = ("warmup", "steps", "batch", "infer_batch", "threads", "export_dir", "device")
     args += [f"--{name}={getattr(FLAGS, name)}" for name in names]
     if FLAGS.reference_src:
         args.append(f"--reference_src={FLAGS.reference_src}")
@@ -211,13 +236,20 @@ def main(argv):
         )
         return
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         print("vs_reference: skipped, PyTorch is not installed (pip install torch).")
         return
+    if FLAGS.device == "gpu" and not torch.cuda.is_available():
+        raise app.UsageError("--device=gpu: PyTorch sees no CUDA GPU on this machine.")
+    where = (
+        f"GPU ({torch.cuda.get_device_name()})"
+        if FLAGS.device == "gpu"
+        else f"CPU, {FLAGS.threads} threads each"
+    )
     print(
         f"ResNet-10, 224 px, {NUM_CLASSES} classes, batch {FLAGS.batch} "
-        f"(deployed models: {FLAGS.infer_batch}), float32, {FLAGS.threads} threads each; "
+        f"(deployed models: {FLAGS.infer_batch}), float32, {where}; "
         f"median of {FLAGS.steps} steps after {FLAGS.warmup}"
     )
     with tempfile.TemporaryDirectory() as export_dir:
@@ -226,6 +258,8 @@ def main(argv):
     print("speed-up = reference step time / keras_oltr step time (> 1: keras_oltr faster)")
     print("*_b32: the reference's eager inference vs keras_oltr's exported model")
     for name, values in ratios.items():
+        if not values:
+            continue
         listed = ", ".join(f"{r:.2f}" for r in values)
         print(f"{name}: median {statistics.median(values):.2f}x ({listed})")
 
@@ -241,6 +275,8 @@ def _rounds():
         order = ("reference", "keras_oltr") if index % 2 == 0 else ("keras_oltr", "reference")
         results = {worker: _spawn(worker) for worker in order}
         for name, (ref_job, our_job) in PAIRS.items():
+            if our_job not in results["keras_oltr"]:
+                continue  # the exported models: TensorFlow on CPU only
             ref, ours = results["reference"][ref_job], results["keras_oltr"][our_job]
             ratios[name].append(ref / ours)
             print(f"{index:<6} {name:<15} {ref:>11.3f} {ours:>12.3f} {ref / ours:>8.2f}x")
