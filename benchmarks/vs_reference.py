@@ -45,6 +45,13 @@ flags.DEFINE_integer("batch", 64, "Batch size.")
 flags.DEFINE_integer("infer_batch", 32, "Batch of the deployed-model comparison.")
 flags.DEFINE_integer("threads", 2, "CPU threads for each implementation.")
 flags.DEFINE_enum("device", "cpu", ["cpu", "gpu"], "Where both implementations run.")
+flags.DEFINE_enum(
+    "precision",
+    "float32",
+    ["float32", "bfloat16"],
+    "bfloat16: the reference under torch.autocast(bfloat16), keras_oltr under the "
+    "mixed_bfloat16 dtype policy (float32 weights in both).",
+)
 flags.DEFINE_string("export_dir", None, "Internal: where the keras_oltr side exports.")
 flags.DEFINE_enum("worker", None, ["reference", "keras_oltr"], "Internal: run one side.")
 
@@ -103,10 +110,15 @@ def _reference_jobs(src, batch):
     opt1 = sgd([{"params": feat1.parameters(), "lr": 0.1}, {"params": clf1.parameters()}])
     opt1.param_groups[1]["lr"] = 0.1
 
+    def autocast():
+        return torch.autocast(device.type, torch.bfloat16, enabled=FLAGS.precision == "bfloat16")
+
     def stage1():
         opt1.zero_grad()
-        logits, _ = clf1(feat1(x)[0])
-        ce(logits, y).backward()
+        with autocast():
+            logits, _ = clf1(feat1(x)[0])
+            loss = ce(logits, y)
+        loss.backward()
         opt1.step()
         sync()
 
@@ -123,9 +135,12 @@ def _reference_jobs(src, batch):
     def stage2():
         opt2.zero_grad()
         opt_c.zero_grad()
-        features, _ = feat2(x)
-        logits, _ = clf2(features, centroid_loss.centroids.data)
-        loss = ce(logits, y) + 0.01 * centroid_loss(features, y)
+        with autocast():
+            features, _ = feat2(x)
+            logits, _ = clf2(features, centroid_loss.centroids.data)
+        # The reference's centroid loss mixes dtypes in an in-place addmm_ under
+        # autocast: it (and the cross-entropy) take float32 values.
+        loss = ce(logits.float(), y) + 0.01 * centroid_loss(features.float(), y)
         loss.backward()
         opt2.step()
         opt_c.step()
@@ -134,7 +149,7 @@ def _reference_jobs(src, batch):
     def infer(images):
         feat2.eval()
         clf2.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             clf2(feat2(images)[0], centroid_loss.centroids.data)
         sync()
         feat2.train()
@@ -163,7 +178,9 @@ def _keras_jobs(batch):
     cfg = dict(CONFIGS["resnet10_224"], batch=batch)
     x = keras.random.uniform((batch, 224, 224, 3), 0.0, 255.0, seed=1)
     y = keras.ops.cast(keras.random.randint((batch,), 0, NUM_CLASSES, seed=2), "int32")
+    keras.config.set_dtype_policy("mixed_bfloat16" if FLAGS.precision == "bfloat16" else "float32")
     plain, oltr = build_models(cfg)
+    keras.config.set_dtype_policy("float32")
     # train_on_batch and predict_on_batch return numpy values: the step has finished.
     jobs = {
         "stage1": lambda: plain.train_on_batch(x, y),
@@ -212,6 +229,7 @@ def _spawn(worker):
     env = dict(os.environ, OMP_NUM_THREADS=str(FLAGS.threads), TF_CPP_MIN_LOG_LEVEL="2")
     args = [sys.executable, os.path.abspath(__file__), f"--worker={worker}"]
     names = ("warmup", "steps", "batch", "infer_batch", "threads", "export_dir", "device")
+    names += ("precision",)
     args += [f"--{name}={getattr(FLAGS, name)}" for name in names]
     if FLAGS.reference_src:
         args.append(f"--reference_src={FLAGS.reference_src}")
@@ -249,7 +267,7 @@ def main(argv):
     )
     print(
         f"ResNet-10, 224 px, {NUM_CLASSES} classes, batch {FLAGS.batch} "
-        f"(deployed models: {FLAGS.infer_batch}), float32, {where}; "
+        f"(deployed models: {FLAGS.infer_batch}), {FLAGS.precision}, {where}; "
         f"median of {FLAGS.steps} steps after {FLAGS.warmup}"
     )
     with tempfile.TemporaryDirectory() as export_dir:
