@@ -67,6 +67,57 @@ def test_smoke_run_writes_checkpoints_config_and_finite_metrics(tmp_path):
     assert export["threshold_source"].startswith("validation:")
 
 
+@pytest.mark.slow
+def test_smoke_run_on_jax_trains_evaluates_and_exports_with_tensorflow(tmp_path):
+    # The data pipeline is tf.data; the model, fit, centroids, bank and evaluation
+    # run on JAX; the SavedModel is made by a TensorFlow child process.
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = _run_cli("--smoke", f"--workdir={tmp_path}", "--verbose=0", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Exporting with TensorFlow in a child process (trained on jax)" in result.stderr
+    for stage in (1, 2):
+        assert read_state(str(tmp_path / f"stage{stage}" / "checkpoint"))["global_step"] == 6
+        metrics = json.loads((tmp_path / "eval" / f"stage{stage}" / "metrics.json").read_text())
+        assert 0.0 <= metrics["metrics"]["closed"]["overall"] <= 1.0
+        assert np.isfinite(metrics["metrics"]["open"]["f_measure"])
+    export = json.loads(
+        (
+            tmp_path / "export" / "mixed_mnist_lt_smoke" / "1" / "assets.extra" / "oltr_export.json"
+        ).read_text()
+    )
+    chosen = json.loads((tmp_path / "eval" / "stage2" / "metrics.json").read_text())
+    assert export["threshold"] == chosen["metrics"]["threshold_selection"]["threshold"]
+    # The export commands say which backend they need instead of failing inside Keras.
+    onnx = subprocess.run(
+        [sys.executable, os.path.join(REPO, "export", "to_onnx.py"), f"--workdir={tmp_path}"]
+        + [f"--out={tmp_path / 'model.onnx'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
+    assert onnx.returncode == 2, onnx.stderr[-2000:]
+    assert "KERAS_BACKEND=tensorflow" in onnx.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_inference_function_returns_the_models_outputs_as_numpy():
+    from keras_oltr.models import build_plain_model
+    from keras_oltr.training.inference import inference_function
+
+    model = build_plain_model(3, (8, 8, 1), backbone_options={"width": 4, "stem": "small"})
+    images = tf.random.stateless_uniform((5, 8, 8, 1), (1, 2), maxval=255.0)
+    expected = {k: v.numpy() for k, v in model(images, training=False).items()}
+    outputs = inference_function(model)(images)
+    assert set(outputs) == set(expected)
+    for key, value in expected.items():
+        assert isinstance(outputs[key], np.ndarray)
+        np.testing.assert_allclose(outputs[key], value, rtol=1e-5, atol=1e-6)
+    logits = inference_function(model, "logits")(images)
+    np.testing.assert_allclose(logits, expected["logits"], rtol=1e-5, atol=1e-6)
+
+
 def _write_image_tree(root, num_classes=4, per_class=(30, 12, 6, 4), open_classes=2):
     rng = np.random.default_rng(0)
     lines = {"train": [], "val": [], "test": [], "open": []}

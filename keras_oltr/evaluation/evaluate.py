@@ -7,6 +7,7 @@ the top-1 class and max probability of each image are kept, so memory is O(N).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +26,7 @@ from keras_oltr.evaluation.metrics import (
 from keras_oltr.evaluation.plots import write_plots
 from keras_oltr.evaluation.report import write_report
 from keras_oltr.evaluation.results import EvaluationResult
+from keras_oltr.training.inference import inference_function
 from keras_oltr.training.workdir import (  # noqa: F401  (re-exported)
     CHECKPOINTS,
     STAGE_NAMES,
@@ -76,6 +78,10 @@ def collect_top1_outputs(
     """
     if score_context is None:
         score_context = open_scores.score_context(model)
+    call = functools.partial(model, training=False)
+    if isinstance(model, keras.Model) and keras.backend.backend() != "tensorflow":
+        # One compiled call per batch shape instead of op-by-op eager execution.
+        call = inference_function(model)
     predicted, max_probability, labels, reachability = [], [], [], []
     scores: dict[str, list[np.ndarray]] = {}
     num_classes = None
@@ -83,7 +89,7 @@ def collect_top1_outputs(
     logging.info("Evaluating %s", description)
     progbar = keras.utils.Progbar(_num_batches(batches), unit_name="batch")
     for step, (images, batch_labels) in enumerate(batches):
-        outputs = model(images, training=False)
+        outputs = call(images)
         if not isinstance(outputs, Mapping):
             raise ValueError(
                 "The model must return a dict with 'probabilities' or 'logits'. "

@@ -51,7 +51,22 @@ def one_line(error: BaseException) -> str:
 
 
 def run(action) -> int:
-    """Runs ``action()``; a user error prints ``error: <one line>`` and returns 2."""
+    """Runs ``action()``; a user error prints ``error: <one line>`` and returns 2.
+
+    The exporters make TensorFlow graphs, so another Keras backend is such an error
+    (a model trained on JAX or PyTorch exports under TensorFlow: Keras files load on
+    every backend).
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        sys.stderr.write(
+            "error: exporting needs Keras' TensorFlow backend (SavedModel, TFLite and ONNX "
+            "are made from TensorFlow graphs); run this command with "
+            f"KERAS_BACKEND=tensorflow. Received: KERAS_BACKEND={backend}\n"
+        )
+        return EXIT_USER_ERROR
     try:
         return action() or 0
     except USER_ERRORS as error:

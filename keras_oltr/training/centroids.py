@@ -6,6 +6,7 @@ import tensorflow as tf
 from absl import logging
 
 from keras_oltr.distribute import sum_over_workers, worker_info
+from keras_oltr.training.inference import inference_function
 
 
 def class_mean_features(model, dataset, strategy=None, batch_size=256):
@@ -22,16 +23,13 @@ def class_mean_features(model, dataset, strategy=None, batch_size=256):
         context = tf.distribute.InputContext(num_workers, worker, num_workers)
     batches = dataset.eval_dataset("train", batch_size * num_workers, input_context=context)
 
-    @tf.function(reduce_retracing=True)
-    def features(images):
-        return model(images, training=False)["direct_feature"]
-
+    features = inference_function(model, "direct_feature")
     sums, counts = None, np.zeros(dataset.num_classes, np.float64)
     total = -(-dataset.num_train // (batch_size * num_workers))
     progbar = keras.utils.Progbar(total, unit_name="batch")
     logging.info("Computing %d class centroids over the train split", dataset.num_classes)
     for step, (images, labels) in enumerate(batches):
-        feats = features(images).numpy().astype(np.float64)
+        feats = features(images).astype(np.float64)
         labels = labels.numpy()
         if sums is None:
             sums = np.zeros((dataset.num_classes, feats.shape[1]), np.float64)

@@ -11,6 +11,7 @@ a run killed at any moment resumes and writes the same files as an uninterrupted
 one (bit-exact with --deterministic).
 """
 
+import json
 import math
 import os
 import time
@@ -31,6 +32,7 @@ from keras_oltr.training.checkpoint import (
     save_training_state,
 )
 from keras_oltr.training.feature_bank import ensure_feature_bank
+from keras_oltr.training.inference import inference_function
 from keras_oltr.training.workdir import (
     STAGE_NAMES,
     Workdir,
@@ -165,9 +167,7 @@ def _train_data(dataset, config, stage_config, strategy, epoch, skip, steps):
 
 def validate(model, dataset, config, predict_fn=None):
     """Closed-set validation accuracy (overall and per shot group) and reachability."""
-    predict_fn = predict_fn or tf.function(
-        lambda x: model(x, training=False), reduce_retracing=True
-    )
+    predict_fn = predict_fn or inference_function(model)
     out = {}
     for split in ("val", "open_val"):
         if not dataset.has_split(split):
@@ -175,10 +175,10 @@ def validate(model, dataset, config, predict_fn=None):
         preds, labels, reach = [], [], []
         for images, batch_labels in dataset.eval_dataset(split, config.eval_batch_size):
             outputs = predict_fn(images)
-            preds.append(np.argmax(outputs["logits"].numpy(), axis=-1))
+            preds.append(np.argmax(outputs["logits"], axis=-1))
             labels.append(batch_labels.numpy())
             if "reachability" in outputs:
-                reach.append(outputs["reachability"].numpy())
+                reach.append(outputs["reachability"])
         out[split] = (
             np.concatenate(preds),
             np.concatenate(labels),
@@ -271,7 +271,7 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
             f"{stage_config.epochs} epoch(s) of {steps} steps configured."
         )
     writer = tf.summary.create_file_writer(workdir.tensorboard_dir(stage))
-    predict_fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    predict_fn = inference_function(model)
 
     def save(step, current_state=None):
         current = dict(current_state or state, global_step=int(step))
@@ -317,7 +317,7 @@ def train_stage(stage, model, config, dataset, strategy, workdir, *, resume=True
         state["global_step"] = (epoch + 1) * steps
         train_logs = {k: float(v[-1]) for k, v in history.history.items()}
         val = validate(model, dataset, config, predict_fn)
-        lr = float(model.optimizer.learning_rate.numpy())
+        lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         record = {"epoch": epoch + 1, "lr": lr, "seconds": time.time() - start, **train_logs}
         record.update({k: v for k, v in val.items() if not k.startswith("reachability")})
         state["history"].append(record)
@@ -527,19 +527,60 @@ def evaluate_stages(config, dataset, workdir, *, max_unreadable_fraction=0.01):
     return table
 
 
+# The export of a run trained on another backend: TensorFlow in a child process.
+_EXPORT_CHILD = """
+import json, sys
+from keras_oltr.export import export_workdir_saved_model
+path, trained = export_workdir_saved_model(
+    sys.argv[1], sys.argv[2], model_name=sys.argv[3], overwrite=True
+)
+print(json.dumps([path, float(trained.threshold), trained.threshold_source]))
+"""
+
+
 def export_best(config, workdir):
     """Exports the best OLTR model as a TF Serving SavedModel under the workdir's export/.
 
     The threshold is the one the evaluation chose on validation, else 0.1. TFLite
-    and ONNX conversions are one command each (export/*.py).
+    and ONNX conversions are one command each (export/*.py). A SavedModel is a
+    TensorFlow graph: after training on another Keras backend (JAX, PyTorch) the
+    export runs in a child process under `KERAS_BACKEND=tensorflow`, from the saved
+    `.keras` model (Keras files load on every backend).
     """
-    from keras_oltr.export import export_workdir_saved_model
-
     workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
-    path, trained = export_workdir_saved_model(
-        workdir.root, workdir.export_dir, model_name=config.name, overwrite=True
-    )
-    logging.info(
-        "Exported %s (threshold %.4g, %s)", path, trained.threshold, trained.threshold_source
-    )
+    if keras.backend.backend() == "tensorflow":
+        from keras_oltr.export import export_workdir_saved_model
+
+        path, trained = export_workdir_saved_model(
+            workdir.root, workdir.export_dir, model_name=config.name, overwrite=True
+        )
+        threshold, source = trained.threshold, trained.threshold_source
+    else:
+        path, threshold, source = _export_with_tensorflow(config, workdir)
+    logging.info("Exported %s (threshold %.4g, %s)", path, threshold, source)
     return path
+
+
+def _export_with_tensorflow(config, workdir):
+    import subprocess
+    import sys
+
+    import keras_oltr
+
+    logging.info(
+        "Exporting with TensorFlow in a child process (trained on %s)", keras.backend.backend()
+    )
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(keras_oltr.__file__)))
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=path)
+    args = [sys.executable, "-c", _EXPORT_CHILD, workdir.root, workdir.export_dir, config.name]
+    # Its log goes to this process's stderr; the last stdout line is the result.
+    result = subprocess.run(args, env=env, stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode:
+        raise TrainingError(
+            f"The SavedModel export (TensorFlow, in a child process) failed with exit code "
+            f"{result.returncode}; its log is above. The trained models are saved: "
+            f"`python export/to_saved_model.py --workdir={workdir.root} "
+            f"--out={workdir.export_dir}` exports them again."
+        )
+    return json.loads(result.stdout.strip().splitlines()[-1])
