@@ -64,11 +64,22 @@ def make_strategy(name="auto"):
     """Builds the tf.distribute strategy named `name` (TensorFlow backend only).
 
     auto: MultiWorkerMirroredStrategy when TF_CONFIG names several tasks,
-    MirroredStrategy when there are several GPUs, else the default strategy.
+    MirroredStrategy when there are several GPUs, else the default strategy. On
+    another Keras backend only the default strategy (one device) exists: any other
+    name is a ValueError.
     """
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
     import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        if name != "auto":
+            raise ValueError(
+                f"`strategy` {name!r} is a tf.distribute strategy and needs "
+                "KERAS_BACKEND=tensorflow; on other backends the trainer uses one device "
+                f"(strategy 'auto'). Received: KERAS_BACKEND={keras.backend.backend()}"
+            )
+        return tf.distribute.get_strategy()
 
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     num_tasks = sum(len(v) for v in cluster.values())

@@ -100,6 +100,10 @@ def test_smoke_run_on_jax_trains_evaluates_and_exports_with_tensorflow(tmp_path)
     assert onnx.returncode == 2, onnx.stderr[-2000:]
     assert "KERAS_BACKEND=tensorflow" in onnx.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "model.onnx").exists()
+    # tf.distribute strategies are TensorFlow's: named on JAX, one clear line.
+    mirrored = _run_cli("--smoke", f"--workdir={tmp_path / 'm'}", "--strategy=mirrored", env=env)
+    assert mirrored.returncode == 2, mirrored.stderr[-2000:]
+    assert mirrored.stderr.strip().splitlines()[-1].startswith("error: --strategy: `strategy`")
 
 
 def test_inference_function_returns_the_models_outputs_as_numpy():

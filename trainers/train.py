@@ -153,6 +153,7 @@ _FLAG_OF_FIELD = {
     "checkpoint_every_steps": "--checkpoint_every_steps",
     "max_steps_per_epoch": "--max_steps_per_epoch",
     "seed": "--seed",
+    "strategy": "--strategy",
 }
 
 
@@ -173,9 +174,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
-    if FLAGS.deterministic:
-        import tensorflow as tf
+    import keras
+    import tensorflow as tf
 
+    if keras.backend.backend() != "tensorflow":
+        # TensorFlow then runs only the tf.data input pipeline: keep it off the GPUs,
+        # whose memory it would otherwise reserve beside the backend's.
+        tf.config.set_visible_devices([], "GPU")
+    if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
     from keras_oltr.distribute import make_strategy
     from keras_oltr.training import TrainingError, run_experiment
@@ -188,7 +194,8 @@ def main(argv):
         _user_error(_with_flag(str(error)))
     try:
         logging.info(
-            "Strategy %s with %d replica(s); workdir %s",
+            "Keras backend %s; strategy %s with %d replica(s); workdir %s",
+            keras.backend.backend(),
             type(strategy).__name__,
             strategy.num_replicas_in_sync,
             os.path.abspath(workdir),
