@@ -15,12 +15,14 @@
 #               float32 (PyTorch's default: TF32 in cuDNN convolutions), batch 256;
 #   batch512    part "precisions" at batch 512;
 #   reference_bf16  part "reference" with bfloat16 on both sides (torch.autocast vs
-#               the mixed_bfloat16 policy).
+#               the mixed_bfloat16 policy);
+#   batch_sweep part "precisions" at batch 8 (where the fixed cost of a Keras step
+#               shows) and 1024.
 set -uo pipefail  # each part runs even if one before it failed
 ref_src=${1:?usage: benchmarks/gpu.sh /path/to/OLTR-checkout [log_dir] [part ...]}
 log_dir=${2:-gpu_logs}
 shift $(($# < 2 ? $# : 2))
-parts=${*:-precisions highest reference batch512 reference_bf16}
+parts=${*:-precisions highest reference batch512 reference_bf16 batch_sweep}
 mkdir -p "$log_dir"
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
@@ -53,6 +55,12 @@ for part in $parts; do
         step vs_reference_bf16.txt python3 benchmarks/vs_reference.py \
             --reference_src="$ref_src" --device=gpu --batch=256 --warmup=3 --steps=20 \
             --rounds=1 --precision=bfloat16 ;;
+    batch_sweep)
+        for batch in 8 1024; do
+            step "model_step_b$batch.txt" python3 benchmarks/model_step.py \
+                --configs=resnet10_224 --batch=$batch --warmup=3 --steps=10 \
+                --precisions=float32,mixed_bfloat16
+        done ;;
     *) echo "gpu.sh: unknown part $part" >&2 ;;
     esac
 done
