@@ -6,6 +6,7 @@ and `open_scores` (the candidate open scores, chosen on validation) into one typ
 tables; `plots` draws PNGs from a result; `evaluate` runs a Keras model over a dataset.
 """
 
+from keras_oltr.evaluation import results
 from keras_oltr.evaluation.evaluate import (
     CheckpointNotFoundError,
     WorkdirError,
@@ -40,57 +41,12 @@ from keras_oltr.evaluation.report import (
     validate_metrics_json,
     write_report,
 )
-from keras_oltr.evaluation.results import (
-    CalibrationResult,
-    ClosedSetResult,
-    Conventions,
-    EvaluationResult,
-    GroupBounds,
-    GroupCounts,
-    GroupedOperatingPoint,
-    MetricsDocument,
-    OpenAssignment,
-    OpenScoreEntry,
-    OpenScoreTable,
-    OpenSetResult,
-    OperatingPoint,
-    PerClassResult,
-    RankingResult,
-    ScaleGridEntry,
-    ScoreHistogram,
-    ScoreHistograms,
-    TestCounts,
-    ThresholdCurves,
-    ThresholdFreeResult,
-    ThresholdSelection,
-)
+from keras_oltr.evaluation.results import *  # noqa: F403  (the typed results; results.__all__)
 
 __all__ = [
     "CONVENTIONS",
     "SHOT_GROUPS",
-    "CalibrationResult",
     "CheckpointNotFoundError",
-    "ClosedSetResult",
-    "Conventions",
-    "EvaluationResult",
-    "GroupBounds",
-    "GroupCounts",
-    "GroupedOperatingPoint",
-    "MetricsDocument",
-    "OpenAssignment",
-    "OpenScoreEntry",
-    "OpenScoreTable",
-    "OpenSetResult",
-    "OperatingPoint",
-    "PerClassResult",
-    "RankingResult",
-    "ScaleGridEntry",
-    "ScoreHistogram",
-    "ScoreHistograms",
-    "TestCounts",
-    "ThresholdCurves",
-    "ThresholdFreeResult",
-    "ThresholdSelection",
     "WorkdirError",
     "aggregate_rows",
     "auroc",
@@ -117,3 +73,4 @@ __all__ = [
     "write_plots",
     "write_report",
 ]
+__all__ += results.__all__
