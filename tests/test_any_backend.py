@@ -21,6 +21,7 @@ from numpy_reference import (
     np_reference_centroid_gradient,
 )
 
+from keras_oltr import colour_jitter
 from keras_oltr.layers import (
     CosineClassifier,
     MetaEmbedding,
@@ -215,3 +216,91 @@ def test_stock_fit_trains_and_moves_centroids():
     if os.environ.get(FIT_OUT):
         with open(os.environ[FIT_OUT], "w", encoding="utf-8") as f:
             json.dump(result, f)
+
+
+def _numpy_flip_and_jitter(image, parameters):
+    """Mirror if parameters[0], then the three ops of the parameter vector, each clipped.
+
+    From the definitions: brightness blends with 0, contrast with the mean gray level,
+    saturation with the per-pixel gray level (ITU-R 601-2 luma).
+    """
+    x = image[:, ::-1].astype(np.float64) if parameters[0] > 0.5 else image.astype(np.float64)
+    for step in range(3):
+        factor, use_gray, use_mean = parameters[1 + 3 * step : 4 + 3 * step]
+        gray = (x @ np.array([0.299, 0.587, 0.114]))[..., None]
+        reference = gray if use_gray else (gray.mean() if use_mean else 0.0)
+        x = np.clip((x - reference) * factor + reference, 0, 255)
+    return x
+
+
+def _jitter_parameters(rng, batch):
+    """Per-image parameters: random flips, strong factors, every op order."""
+    orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+    rows = []
+    for i in range(batch):
+        factors = rng.uniform(0.6, 1.4, 3)
+        row = [float(i % 2)]
+        for op in orders[i % 6]:
+            row += [factors[op], float(op == 2), float(op == 1)]
+        rows.append(row)
+    return np.array(rows, np.float32)
+
+
+def test_flip_and_jitter_matches_numpy_per_image():
+    # The train step's flip + jitter of a batch (keras.ops): each image its own
+    # flip, factors and op order, clipping between ops (so the order matters).
+    rng = np.random.default_rng(4)
+    images = rng.uniform(0, 255, (12, 9, 7, 3)).astype(np.float32)
+    parameters = _jitter_parameters(rng, 12)
+    got = ops.convert_to_numpy(
+        colour_jitter.flip_and_jitter(ops.convert_to_tensor(images), parameters)
+    )
+    expected = np.stack(
+        [_numpy_flip_and_jitter(im, p) for im, p in zip(images, parameters, strict=True)]
+    )
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    swapped = parameters.copy()
+    swapped[:, 1:4], swapped[:, 7:10] = parameters[:, 7:10], parameters[:, 1:4]
+    other = np.stack([_numpy_flip_and_jitter(im, p) for im, p in zip(images, swapped, strict=True)])
+    assert np.abs(other - expected).max() > 1.0
+
+
+def _rgb_models(count):
+    """`count` tiny OLTR models on 12x12 RGB with the same weights, compiled alike."""
+    models = []
+    for _ in range(count):
+        options = {"width": 4, "stem": "small"}
+        plain = build_plain_model(3, (12, 12, 3), backbone_options=options)
+        model = build_oltr_model(3, (12, 12, 3), backbone_options=options, stage1_model=plain)
+        model.compile(CoupledSGD(0.05, momentum=0.9), large_margin_weight=0.1)
+        models.append(model)
+    for model in models[1:]:
+        model.set_weights(models[0].get_weights())
+    return models
+
+
+def test_train_step_applies_a_deferred_jitter():
+    # fit on ({"images", "jitter"}, labels) trains exactly as fit on the jittered images.
+    rng = np.random.default_rng(5)
+    images = rng.uniform(0, 255, (16, 12, 12, 3)).astype(np.float32)
+    parameters = _jitter_parameters(rng, 16)
+    labels = rng.integers(0, 3, 16).astype("int32")
+    jittered = np.stack(
+        [_numpy_flip_and_jitter(im, p) for im, p in zip(images, parameters, strict=True)]
+    ).astype(np.float32)
+    deferred, direct, unjittered = _rgb_models(3)
+    batch = {colour_jitter.IMAGES_KEY: images, colour_jitter.JITTER_KEY: parameters}
+    logs = deferred.fit(batch, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    expected = direct.fit(jittered, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(logs.history["loss"], expected.history["loss"], rtol=1e-4)
+    for a, b in zip(deferred.get_weights(), direct.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # The same steps on the un-jittered images end elsewhere: the jitter mattered.
+    unjittered.fit(images, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert (
+        max(
+            np.abs(a - b).max()
+            for a, b in zip(deferred.get_weights(), unjittered.get_weights(), strict=True)
+        )
+        > 1e-3
+    )

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_oltr import data
+from keras_oltr import colour_jitter, data
 from keras_oltr.data import samplers, transforms
 
 COUNTS = (40, 20, 12, 6, 2)  # 80 train images, 5 classes
@@ -295,7 +295,8 @@ def test_fused_jitter_matches_numpy_in_every_order(order):
     # Strong factors, so that the clipping between ops matters and the order shows.
     image = _smooth_rgb(40, 30).astype(np.float32)
     factors = np.array([1.4, 0.6, 1.35], np.float32)
-    got = transforms._jitter_xla(tf.constant(image), tf.constant(factors), tf.constant(order))
+    parameters = transforms.jitter_vector(False, tf.constant(factors), tf.constant(order))
+    got = transforms.apply_flip_and_jitter(tf.constant(image), parameters)
     np.testing.assert_allclose(got.numpy(), _numpy_jitter(image, factors, order), atol=2e-3)
     other = _numpy_jitter(image, factors, order[::-1])
     assert np.abs(other - _numpy_jitter(image, factors, order)).max() > 1.0
@@ -319,3 +320,23 @@ def test_flip_and_jitter_use_the_documented_draws():
         expected = _numpy_jitter(flipped, factors, transforms._ORDERS[choice])
         np.testing.assert_allclose(got, expected, atol=2e-3)
     assert 0 < flips < 12
+
+
+def test_array_dataset_defers_jitter_to_the_same_images():
+    # From decoded arrays (ArrayDataset) too: the deferred batches, jittered by the
+    # train step's function, are the undeferred pipeline's batches.
+    ds = data.ArrayDataset(
+        _arrays(size=40, channels=3), class_names=list("abcde"), augmentation="imagenet"
+    )
+    kwargs = dict(epoch=1, seed=2, sampler="class_aware")
+    plain = _batches(ds.train_dataset(BATCH, **kwargs))
+    deferred = list(ds.train_dataset(BATCH, defer_jitter=True, **kwargs))
+    assert len(deferred) == len(plain) == 10
+    flips = 0
+    for (xa, ya), (x, y) in zip(plain, deferred, strict=True):
+        jitter = x[colour_jitter.JITTER_KEY]
+        got = colour_jitter.flip_and_jitter(x[colour_jitter.IMAGES_KEY], jitter).numpy()
+        np.testing.assert_allclose(got, xa, atol=1e-3)
+        np.testing.assert_array_equal(y.numpy(), ya)
+        flips += int(np.sum(jitter[:, 0].numpy()))
+    assert 0 < flips < 80

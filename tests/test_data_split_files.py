@@ -7,7 +7,7 @@ import pytest
 from absl import logging
 from PIL import Image
 
-from keras_oltr import data
+from keras_oltr import colour_jitter, data
 from keras_oltr.data import split_files
 
 # (PIL mode, extension) cycled over the images: every decoder path is exercised.
@@ -266,3 +266,47 @@ def test_empty_train_file_is_named_as_such(tree, tmp_path):
     with pytest.raises(split_files.SplitFileError) as info:
         data.SplitFileDataset(data_root=root, split_files=split)
     assert set(info.value.problems) == {"empty_split"}
+
+
+def _apply_deferred(batches):
+    return [
+        (
+            colour_jitter.flip_and_jitter(
+                x[colour_jitter.IMAGES_KEY], x[colour_jitter.JITTER_KEY]
+            ).numpy(),
+            y,
+        )
+        for x, y in batches
+    ]
+
+
+def test_deferred_jitter_gives_the_same_batches(tree):
+    # The ImageNet-family pipeline with the flip and jitter left to the train step:
+    # applying them to its batches gives the batches of the undeferred pipeline (the
+    # corrupt image is skipped alike; every decoder path is in the tree).
+    ds = _dataset(tree, augmentation="imagenet")
+    assert ds.can_defer_jitter
+    kwargs = dict(epoch=2, seed=5)
+    plain = list(ds.train_dataset(4, **kwargs).as_numpy_iterator())
+    deferred = list(ds.train_dataset(4, defer_jitter=True, **kwargs))
+    assert set(deferred[0][0]) == {colour_jitter.IMAGES_KEY, colour_jitter.JITTER_KEY}
+    assert deferred[0][0][colour_jitter.JITTER_KEY].shape == (4, colour_jitter.NUM_PARAMETERS)
+    applied = _apply_deferred(deferred)
+    assert len(applied) == len(plain) == 3
+    for (xa, ya), (xb, yb) in zip(plain, applied, strict=True):
+        np.testing.assert_allclose(xa, xb, atol=1e-3)
+        np.testing.assert_array_equal(ya, yb.numpy())
+    # The flip and jitter were deferred: the raw deferred images are not the output.
+    raw = np.concatenate([x[colour_jitter.IMAGES_KEY].numpy() for x, _ in deferred])
+    assert np.abs(raw - np.concatenate([x for x, _ in plain])).max() > 1.0
+
+
+def test_only_the_imagenet_family_on_rgb_defers_jitter(tree):
+    for kwargs in (dict(augmentation="small"), dict(augmentation="imagenet", channels=1)):
+        ds = _dataset(tree, **kwargs)
+        assert not ds.can_defer_jitter
+        x, _ = next(iter(ds.train_dataset(4, epoch=0, seed=0, defer_jitter=True)))
+        assert x.shape[0] == 4  # a plain image batch, not a dict
+    ds = _dataset(tree, augmentation="imagenet")
+    x, _ = next(iter(ds.train_dataset(4, epoch=0, seed=0, augment=False, defer_jitter=True)))
+    assert x.shape == (4, 32, 32, 3)  # the test transform has no jitter to defer

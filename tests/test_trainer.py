@@ -372,3 +372,36 @@ def test_attention_and_fc_train_at_the_backbone_learning_rate():
     centroids = model.centroid_memory.centroids
     assert optimizer.multiplier(attention) == 0.1 and optimizer.multiplier(classifier) == 1.0
     assert optimizer.multiplier(centroids) == 0.5
+
+
+def test_colour_jitter_in_the_train_step_trains_as_in_the_input_pipeline(tmp_path):
+    # The ImageNet-family flip + jitter applied by the model's train step (as on a
+    # GPU) or by tf.data: the same images, so stage 1 ends at the same weights.
+    from keras_oltr.data import get_dataset
+    from keras_oltr.training.trainer import defers_jitter
+
+    files = _write_image_tree(tmp_path / "images")
+    kwargs = {k: str(v) for k, v in files.items()}
+    kwargs |= {"data_root": str(tmp_path / "images"), "image_size": 16, "augmentation": "imagenet"}
+    base = dataclasses.replace(
+        smoke(get_preset("mixed_mnist_lt")),
+        dataset="custom",
+        dataset_kwargs=kwargs,
+        batch_size=8,
+        max_steps_per_epoch=2,
+    )
+    dataset = get_dataset("custom", **kwargs)
+    weights = {}
+    for place in ("train_step", "input_pipeline"):
+        config = dataclasses.replace(base, colour_jitter_on=place)
+        assert defers_jitter(config, dataset) == (place == "train_step")
+        run_experiment(
+            config, str(tmp_path / place), stage="1", evaluate=False, export=False, verbose=0
+        )
+        model = keras.saving.load_model(str(tmp_path / place / "stage1" / "latest.keras"))
+        weights[place] = model.get_weights()
+    assert not defers_jitter(dataclasses.replace(base, colour_jitter_on="auto"), dataset)
+    for a, b in zip(weights["train_step"], weights["input_pipeline"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="colour_jitter_on"):
+        dataclasses.replace(base, colour_jitter_on="gpu")

@@ -58,6 +58,14 @@ flags.DEFINE_enum(
     ["auto", "one_device", "mirrored", "multi_worker"],
     "tf.distribute strategy.",
 )
+flags.DEFINE_enum(
+    "colour_jitter_on",
+    None,
+    ["auto", "input_pipeline", "train_step"],
+    "Where the ImageNet-family flip + colour jitter run: the tf.data pipeline (host CPU), "
+    "the train step (accelerator), or auto: the train step when there is a GPU/TPU. "
+    "Same images either way.",
+)
 flags.DEFINE_bool("resume", True, "Resume from the workdir's checkpoints when present.")
 flags.DEFINE_bool("evaluate", True, "Evaluate both stages at the end of --stage=all.")
 flags.DEFINE_float(
@@ -130,7 +138,13 @@ def resolve_config():
         stage1 = dataclasses.replace(stage1, tau=FLAGS.tau)
         stage2 = dataclasses.replace(stage2, tau=FLAGS.tau)
     overrides = {"stage1": stage1, "stage2": stage2, "mixed_precision": FLAGS.mixed_precision}
-    for name in ("batch_size", "checkpoint_every_steps", "max_steps_per_epoch", "seed"):
+    for name in (
+        "batch_size",
+        "checkpoint_every_steps",
+        "max_steps_per_epoch",
+        "seed",
+        "colour_jitter_on",
+    ):
         if getattr(FLAGS, name) is not None:
             overrides[name] = getattr(FLAGS, name)
     config = dataclasses.replace(config, **overrides)  # validates every value
@@ -154,6 +168,7 @@ _FLAG_OF_FIELD = {
     "max_steps_per_epoch": "--max_steps_per_epoch",
     "seed": "--seed",
     "strategy": "--strategy",
+    "colour_jitter_on": "--colour_jitter_on",
 }
 
 

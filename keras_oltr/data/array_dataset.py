@@ -119,7 +119,7 @@ class ArrayDataset(base.LongTailDataset):
         self.split_labels(split)
         return self._images[split]
 
-    def _examples(self, split, indices, seeds):
+    def _examples(self, split, indices, seeds, defer_jitter=False):
         if split not in self._tensors:
             # Converted once; the tf.data functions capture the tensor and gather rows.
             self._tensors[split] = tf.convert_to_tensor(self.split_images(split))
@@ -130,5 +130,5 @@ class ArrayDataset(base.LongTailDataset):
             fn = lambda i, y: (self._test_image(tf.gather(images, i)), y)
         else:
             ds = tf.data.Dataset.from_tensor_slices((indices, labels, seeds))
-            fn = lambda i, y, s: (self._train_image(tf.gather(images, i), s), y)
+            fn = lambda i, y, s: (self._train_image(tf.gather(images, i), s, defer_jitter), y)
         return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -23,6 +23,7 @@ import abc
 import numpy as np
 import tensorflow as tf
 
+from keras_oltr import colour_jitter
 from keras_oltr.data import samplers, transforms
 
 SPLITS = ("train", "val", "test", "open", "open_val")
@@ -197,27 +198,42 @@ class LongTailDataset(abc.ABC):
 
     @abc.abstractmethod
     def _examples(
-        self, split: str, indices: np.ndarray, seeds: np.ndarray | None
+        self,
+        split: str,
+        indices: np.ndarray,
+        seeds: np.ndarray | None,
+        defer_jitter: bool = False,
     ) -> tf.data.Dataset:
         """Unbatched `(image, label)` dataset for `indices` of `split`, in order.
 
         `seeds` is an int64 `[n, 2]` array of per-example augmentation seeds, or
-        None for the test transform. An implementation may drop examples it cannot
-        read (reporting them); it must not reorder them.
+        None for the test transform. With `defer_jitter` (only asked when
+        `can_defer_jitter`) the image is `(image, jitter parameters)`, from
+        `_train_image`. An implementation may drop examples it cannot read
+        (reporting them); it must not reorder them.
         """
 
     # Whether `_examples` may drop unreadable examples; then the train pipeline
     # draws one spare global batch to refill the epoch.
     _may_drop_examples = False
 
-    def _train_image(self, image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """Training augmentation of a decoded uint8 image."""
+    @property
+    def can_defer_jitter(self) -> bool:
+        """Whether the train pipeline can leave flip and colour jitter to the train step.
+
+        True for the "imagenet" augmentation of RGB images (the only one with a
+        colour jitter); see `train_dataset(..., defer_jitter=True)`.
+        """
+        return self.augmentation == "imagenet" and self.channels == 3
+
+    def _train_image(self, image: tf.Tensor, seed: tf.Tensor, defer_jitter: bool = False):
+        """Training augmentation of a decoded uint8 image (`defer_jitter`: see `_examples`)."""
         if self.augmentation == "small":
             return transforms.small_train_transform(
                 image, self.image_size, seed, flip=self.horizontal_flip
             )
         return transforms.imagenet_train_transform_array(
-            image, self.image_size, seed, flip=self.horizontal_flip
+            image, self.image_size, seed, flip=self.horizontal_flip, defer_jitter=defer_jitter
         )
 
     def _test_image(self, image: tf.Tensor) -> tf.Tensor:
@@ -237,6 +253,7 @@ class LongTailDataset(abc.ABC):
         augment: bool = True,
         skip_batches: int = 0,
         input_context: tf.distribute.InputContext | None = None,
+        defer_jitter: bool = False,
     ) -> tf.data.Dataset:
         """One epoch of training batches, `steps_per_epoch(B) - skip_batches` of them.
 
@@ -251,6 +268,13 @@ class LongTailDataset(abc.ABC):
             skip_batches: number of leading global batches to leave out (resume).
             input_context: from `strategy.distribute_datasets_from_function`; the
                 pipeline then yields per-replica batches of `B / num_replicas`.
+            defer_jitter: when `augment` and `can_defer_jitter`, draw the flip and
+                colour jitter here but leave applying them to the train step
+                (`keras_oltr.colour_jitter`; `OLTRModel` does it on the
+                accelerator): the batches are then `({"images": [b, S, S, 3],
+                "jitter": [b, colour_jitter.NUM_PARAMETERS]}, labels)`, and
+                applying the jitter to them gives the images of
+                `defer_jitter=False`. Ignored by other datasets.
 
         Returns:
             A dataset of `(images, labels)`.
@@ -286,8 +310,16 @@ class LongTailDataset(abc.ABC):
             run_key = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]
             seeds = np.stack([np.full_like(positions, run_key), positions], axis=-1)
         num_batches = (steps - skip_batches) * (replicas // pipelines)
-        ds = self._examples("train", indices, seeds)
+        deferred = bool(defer_jitter and augment and self.can_defer_jitter)
+        ds = self._examples("train", indices, seeds, defer_jitter=deferred)
         ds = ds.batch(per_replica, drop_remainder=True).take(num_batches)
+        if deferred:
+            ds = ds.map(
+                lambda pair, labels: (
+                    {colour_jitter.IMAGES_KEY: pair[0], colour_jitter.JITTER_KEY: pair[1]},
+                    labels,
+                )
+            )
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def eval_dataset(

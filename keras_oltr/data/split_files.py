@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from keras_oltr import colour_jitter
 from keras_oltr.data import base, transforms
 from keras_oltr.data.registry import register_dataset
 
@@ -318,17 +319,22 @@ class SplitFileDataset(base.LongTailDataset):
                 )
         return True
 
-    def _load(self, path, seed, training):
+    def _load(self, path, seed, training, defer_jitter):
         contents = tf.io.read_file(path)
         if not training:
             return self._test_image(transforms.decode_image(contents, self.channels))
         if self.augmentation == "imagenet":
             return transforms.imagenet_train_transform(
-                contents, self.image_size, self.channels, seed, flip=self.horizontal_flip
+                contents,
+                self.image_size,
+                self.channels,
+                seed,
+                flip=self.horizontal_flip,
+                defer_jitter=defer_jitter,
             )
         return self._train_image(transforms.decode_image(contents, self.channels), seed)
 
-    def _examples(self, split, indices, seeds):
+    def _examples(self, split, indices, seeds, defer_jitter=False):
         training = seeds is not None
         paths = self.split_paths(split)[indices].astype(str)
         labels = self.split_labels(split)[indices].astype(np.int32)
@@ -338,7 +344,7 @@ class SplitFileDataset(base.LongTailDataset):
         size, channels = self.image_size, self.channels
 
         def load(path, label, seed, position):
-            return self._load(path, seed, training), label, position
+            return self._load(path, seed, training, defer_jitter), label, position
 
         # Unreadable images raise inside the parallel map; `ignore_errors` drops them
         # and the scan below finds the gaps in the positions, reports those paths and
@@ -348,8 +354,11 @@ class SplitFileDataset(base.LongTailDataset):
         )
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.ignore_errors()
+        image = tf.zeros([size, size, channels])
+        if defer_jitter:
+            image = (image, tf.zeros([colour_jitter.NUM_PARAMETERS]))
         sentinel = (
-            tf.zeros([size, size, channels]),
+            image,
             tf.constant(0, tf.int32),
             tf.constant(n, tf.int64),
         )

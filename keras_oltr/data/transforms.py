@@ -27,8 +27,11 @@ decoding (`check_image_size`), so a small file cannot cost gigabytes.
 from __future__ import annotations
 
 import math
+import types
 
 import tensorflow as tf
+
+from keras_oltr import colour_jitter
 
 AUGMENTATIONS = ("imagenet", "small")
 
@@ -342,6 +345,17 @@ def random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tens
 # The 6 orders of (brightness, contrast, saturation) = ops (0, 1, 2).
 _ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
+# colour_jitter.flip_and_jitter's array functions as TensorFlow ops (tf.data runs
+# TensorFlow whatever the Keras backend).
+_TF_ARRAYS = types.SimpleNamespace(
+    convert_to_tensor=tf.convert_to_tensor,
+    mean=lambda x, axis, keepdims: tf.reduce_mean(x, axis=axis, keepdims=keepdims),
+    clip=tf.clip_by_value,
+    where=tf.where,
+    flip=lambda x, axis: tf.reverse(x, [axis]),
+    transpose=lambda x, axes: tf.transpose(x, perm=axes),
+)
+
 
 def _jitter_parameters(seed, brightness, contrast, saturation):
     """(factors of ops 0..2, their order [3]) from one seed, as the op-by-op form drew them."""
@@ -353,38 +367,50 @@ def _jitter_parameters(seed, brightness, contrast, saturation):
     return factors, tf.gather(tf.constant(_ORDERS, tf.int32), choice)
 
 
-def _jitter(image, factors, order):
-    """Applies ops `order[0..2]` with `factors`: each is a blend with a reference, clipped.
+def jitter_vector(flip, factors, order) -> tf.Tensor:
+    """float32 `[colour_jitter.NUM_PARAMETERS]`: flip, then (factor, gray, mean) per step.
 
-    brightness (op 0) blends with 0, contrast (op 1) with the mean gray level,
-    saturation (op 2) with the per-pixel gray level: x <- clip((x - ref) * f + ref).
-    One formula for the three ops, chosen by arithmetic rather than branches, so XLA
-    fuses the whole jitter into a few loops over the image.
+    `flip` a bool scalar, `factors` of ops (brightness, contrast, saturation) and
+    `order` the op applied at each of the three steps (see `keras_oltr.colour_jitter`).
     """
-    # Planar [C, H, W]: the gray level then reads three contiguous planes, which
-    # XLA vectorises (about 1.7x faster than the interleaved [H, W, C] layout).
-    x = tf.transpose(image, [2, 0, 1])
-    for step in range(3):
-        op = order[step]
-        # ITU-R 601-2 luma, as PIL's convert("L") and torchvision's rgb_to_grayscale.
-        gray = x[0] * 0.299 + x[1] * 0.587 + x[2] * 0.114
-        mean = tf.reduce_mean(gray)
-        reference = tf.where(op == 2, gray, tf.where(op == 1, mean, 0.0))
-        f = tf.gather(factors, op)
-        x = tf.clip_by_value((x - reference) * f + reference, 0.0, 255.0)
-    return tf.transpose(x, [1, 2, 0])
+    order = tf.cast(order, tf.int32)
+    steps = tf.stack(
+        [
+            tf.gather(factors, order),
+            tf.cast(tf.equal(order, 2), tf.float32),  # saturation blends with gray
+            tf.cast(tf.equal(order, 1), tf.float32),  # contrast with the mean gray
+        ],
+        axis=1,
+    )
+    return tf.concat([tf.cast(flip, tf.float32)[None], tf.reshape(steps, [9])], axis=0)
 
 
-# XLA-compiled once per image shape (the train crop size: once per run).
-_jitter_xla = tf.function(_jitter, jit_compile=True, autograph=False)
+def flip_and_jitter_parameters(seeds: tf.Tensor, *, flip: bool) -> tf.Tensor:
+    """The flip and colour-jitter draws of one training image, as a parameter vector.
+
+    `seeds` are the image's three transform seeds (the crop uses the first): the flip
+    is `stateless_random_flip_left_right`'s draw from `seeds[1]` (never when `flip`
+    is False), the jitter factors and order come from `seeds[2]`.
+    """
+    flipped = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=1.0) < 0.5
+    factors, order = _jitter_parameters(seeds[2], JITTER, JITTER, JITTER)
+    return jitter_vector(tf.logical_and(flip, flipped), factors, order)
 
 
-def _flip_and_jitter_xla(image, flip, factors, order):
-    image = tf.where(flip, tf.reverse(image, [1]), image)
-    return _jitter(image, factors, order)
+def _apply_one(image, parameters):
+    return colour_jitter.flip_and_jitter(image[None], parameters[None], _TF_ARRAYS)[0]
 
 
-_flip_and_jitter_fused = tf.function(_flip_and_jitter_xla, jit_compile=True, autograph=False)
+# XLA-compiled once per image shape (the train crop size: once per run): the whole
+# flip + jitter fuses into a few loops over the image.
+_apply_one_xla = tf.function(_apply_one, jit_compile=True, autograph=False)
+
+
+def apply_flip_and_jitter(image: tf.Tensor, parameters: tf.Tensor) -> tf.Tensor:
+    """`colour_jitter.flip_and_jitter` of one float32 `[H, W, 3]` image, XLA-compiled."""
+    out = _apply_one_xla(tf.cast(image, tf.float32), parameters)
+    out.set_shape(image.shape)
+    return out
 
 
 def color_jitter(
@@ -402,41 +428,52 @@ def color_jitter(
     `[0, 255]` after each, as torchvision does.
     """
     factors, order = _jitter_parameters(seed, brightness, contrast, saturation)
-    out = _jitter_xla(tf.cast(image, tf.float32), factors, order)
-    out.set_shape(image.shape)
-    return out
+    return apply_flip_and_jitter(image, jitter_vector(False, factors, order))
 
 
 def imagenet_train_transform(
-    contents: tf.Tensor, size: int, channels: int, seed: tf.Tensor, *, flip: bool = True
-) -> tf.Tensor:
-    """Training augmentation of the OLTR reference, from encoded image bytes."""
+    contents: tf.Tensor,
+    size: int,
+    channels: int,
+    seed: tf.Tensor,
+    *,
+    flip: bool = True,
+    defer_jitter: bool = False,
+):
+    """Training augmentation of the OLTR reference, from encoded image bytes.
+
+    With `defer_jitter` (RGB only) the flip and colour jitter are drawn but not
+    applied: returns `(image, parameters)` for `colour_jitter.flip_and_jitter`.
+    """
     seeds = tf.random.experimental.stateless_split(seed, num=3)
     image = decode_random_resized_crop(contents, size, channels, seeds[0])
-    return _flip_and_jitter(image, seeds, flip=flip)
+    return _flip_and_jitter(image, seeds, flip=flip, defer=defer_jitter)
 
 
 def imagenet_train_transform_array(
-    image: tf.Tensor, size: int, seed: tf.Tensor, *, flip: bool = True
-) -> tf.Tensor:
-    """Training augmentation of the OLTR reference, from a decoded uint8 image."""
+    image: tf.Tensor, size: int, seed: tf.Tensor, *, flip: bool = True, defer_jitter: bool = False
+):
+    """Training augmentation of the OLTR reference, from a decoded uint8 image.
+
+    `defer_jitter` as in `imagenet_train_transform`.
+    """
     seeds = tf.random.experimental.stateless_split(seed, num=3)
     out = random_resized_crop(image, size, seeds[0])
-    return _flip_and_jitter(out, seeds, flip=flip)
+    return _flip_and_jitter(out, seeds, flip=flip, defer=defer_jitter)
 
 
-def _flip_and_jitter(image: tf.Tensor, seeds: tf.Tensor, *, flip: bool) -> tf.Tensor:
+def _flip_and_jitter(image: tf.Tensor, seeds: tf.Tensor, *, flip: bool, defer: bool = False):
     if image.shape[-1] != 3:  # colour jitter needs colour; gray images skip it
+        if defer:
+            raise ValueError("Only RGB images can defer the colour jitter.")
         if flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[1])
         return image
-    # The same random draws as stateless_random_flip_left_right and color_jitter,
-    # applied in one XLA computation.
-    flipped = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=1.0) < 0.5
-    factors, order = _jitter_parameters(seeds[2], JITTER, JITTER, JITTER)
-    out = _flip_and_jitter_fused(image, tf.logical_and(flip, flipped), factors, order)
-    out.set_shape(image.shape)
-    return out
+    # The same random draws as stateless_random_flip_left_right and color_jitter.
+    parameters = flip_and_jitter_parameters(seeds, flip=flip)
+    if defer:
+        return image, parameters
+    return apply_flip_and_jitter(image, parameters)
 
 
 def small_train_transform(

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_oltr.colour_jitter import apply_deferred
 from keras_oltr.distribute import num_replicas, reducible_logs, replica_sum
 from keras_oltr.losses.class_prior_ce import cross_entropy, log_class_prior
 from keras_oltr.losses.large_margin import large_margin_loss
@@ -31,12 +32,27 @@ class OLTRModel(keras.Model):
     losses and gradients sum over the replicas to the single-device values for the
     same global batch (Keras sums the replicas' gradients).
 
+    The ImageNet-family flip and colour jitter can run here too, on the accelerator,
+    when the input pipeline defers them (`train_step`).
+
     Logged: "loss", "ce", "large_margin" (stage 2, unweighted global value) and
     "accuracy" (of the logits).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+
+    def train_step(self, *args):
+        """Keras' own train step, after a flip and colour jitter the input pipeline deferred.
+
+        A batch `({"images", "jitter"}, labels)` (from `train_dataset(...,
+        defer_jitter=True)`) gets `keras_oltr.colour_jitter.flip_and_jitter` inside
+        the compiled step, on the accelerator; any other batch goes through as is.
+        """
+        *state, data = args  # (data) on TensorFlow and PyTorch, (state, data) on JAX
+        if isinstance(data, (tuple, list)) and data:
+            data = (apply_deferred(data[0]), *data[1:])
+        return super().train_step(*state, data)
 
     def compile(
         self,

@@ -11,6 +11,7 @@ import math
 _PRESETS = {}
 SAMPLERS = ("random", "class_aware")
 SCHEDULES = ("step", "cosine")
+COLOUR_JITTER_PLACES = ("auto", "input_pipeline", "train_step")
 
 
 def _check(ok, field, value, rule):
@@ -128,6 +129,10 @@ class ExperimentConfig:
     seed: int = 0
     mixed_precision: bool = False
     max_steps_per_epoch: int = 0  # > 0 caps epochs (smoke runs)
+    # Where the ImageNet-family flip + colour jitter run (same images either way):
+    # "input_pipeline" (tf.data, CPU), "train_step" (inside the compiled step, on
+    # the accelerator) or "auto" (train_step when the backend has a GPU/TPU).
+    colour_jitter_on: str = "auto"
 
     def __post_init__(self):
         self.validate()
@@ -149,6 +154,12 @@ class ExperimentConfig:
             "threshold",
             self.threshold,
             "in [0, 1]",
+        )
+        _check(
+            self.colour_jitter_on in COLOUR_JITTER_PLACES,
+            "colour_jitter_on",
+            self.colour_jitter_on,
+            f"in {COLOUR_JITTER_PLACES}",
         )
         self.stage1.validate("stage1.")
         self.stage2.validate("stage2.")

@@ -145,6 +145,37 @@ def build_stage2_model(config, dataset, strategy, workdir):
     return model
 
 
+def has_accelerator():
+    """Whether the Keras backend computes on a GPU or TPU."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def defers_jitter(config, dataset):
+    """Whether the train step, not tf.data, applies the flip + colour jitter.
+
+    `config.colour_jitter_on`: "train_step", "input_pipeline", or "auto" (the train
+    step when the backend has an accelerator, whose step then does the per-pixel
+    work that would otherwise cost the host's CPUs a quarter of the train
+    transform). Only datasets that `can_defer_jitter` (ImageNet family, RGB) do.
+    """
+    if not dataset.can_defer_jitter:
+        return False
+    if config.colour_jitter_on == "auto":
+        return has_accelerator()
+    return config.colour_jitter_on == "train_step"
+
+
 def _train_data(dataset, config, stage_config, strategy, epoch, skip, steps):
     kwargs = dict(
         epoch=epoch,
@@ -152,6 +183,7 @@ def _train_data(dataset, config, stage_config, strategy, epoch, skip, steps):
         sampler=stage_config.sampler,
         samples_per_class=stage_config.samples_per_class,
         skip_batches=skip,
+        defer_jitter=defers_jitter(config, dataset),
     )
     batch = config.batch_size
     if strategy.num_replicas_in_sync == 1:
@@ -444,6 +476,12 @@ def run_experiment(
     except (ValueError, TypeError, FileNotFoundError) as error:  # SplitFileError included
         raise TrainingError(str(error)) from None
     logging.info("%s", dataset.describe())
+    if dataset.can_defer_jitter:
+        logging.info(
+            "Flip and colour jitter run in the %s (--colour_jitter_on=%s).",
+            "train step" if defers_jitter(config, dataset) else "input pipeline",
+            config.colour_jitter_on,
+        )
     check_splits(dataset, evaluate=evaluate and stage == "all")
     if is_chief:
         try:

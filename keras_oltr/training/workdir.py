@@ -40,7 +40,7 @@ TMP_PREFIX = ".tmp-"
 # Facts about the dataset that config.json records beside the ExperimentConfig.
 DATASET_INFO_KEYS = ("image_size", "channels", "class_names")
 # Config fields a resumed run may change: they do not alter what is trained.
-RESUMABLE_CHANGES = ("eval_batch_size", "checkpoint_every_steps", "threshold")
+RESUMABLE_CHANGES = ("eval_batch_size", "checkpoint_every_steps", "threshold", "colour_jitter_on")
 # Environment hook of the fault-injection tests: "<write point>[:<n>]" SIGKILLs the
 # process at the n-th (default first) time it reaches that point of an artefact write.
 FAULT_ENV = "KERAS_OLTR_FAULT"
