@@ -17,7 +17,11 @@
 #   reference_bf16  part "reference" with bfloat16 on both sides (torch.autocast vs
 #               the mixed_bfloat16 policy);
 #   batch_sweep part "precisions" at batch 8 (where the fixed cost of a Keras step
-#               shows) and 1024.
+#               shows) and 1024;
+#   fit         part "precisions" with the train steps driven by model.fit (10 steps a
+#               call, as the trainer runs them), plus the steps with the flip + colour
+#               jitter inside them (the trainer's batches when there is a GPU);
+#   fit512      part "fit" at batch 512, without the jitter steps.
 set -uo pipefail  # each part runs even if one before it failed
 ref_src=${1:?usage: benchmarks/gpu.sh /path/to/OLTR-checkout [log_dir] [part ...]}
 log_dir=${2:-gpu_logs}
@@ -61,6 +65,14 @@ for part in $parts; do
                 --configs=resnet10_224 --batch=$batch --warmup=3 --steps=10 \
                 --precisions=float32,mixed_bfloat16
         done ;;
+    fit)
+        step model_step_fit.txt python3 benchmarks/model_step.py --configs=resnet10_224 \
+            --batch=256 --warmup=2 --steps=5 --loop=fit --fit_steps=10 \
+            --precisions=float32,mixed_bfloat16 --deferred_jitter ;;
+    fit512)
+        step model_step_fit_b512.txt python3 benchmarks/model_step.py \
+            --configs=resnet10_224 --batch=512 --warmup=2 --steps=5 --loop=fit \
+            --fit_steps=10 --precisions=float32,mixed_bfloat16 ;;
     *) echo "gpu.sh: unknown part $part" >&2 ;;
     esac
 done

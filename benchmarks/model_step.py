@@ -26,6 +26,15 @@ On this project's CPU:
 
 `--batch_norms=fused,keras` times the ResNets with keras_oltr's fused batch norm and
 with Keras' own layer side by side; `--precisions=float32,mixed_bfloat16` likewise.
+
+`--loop=fit` drives the train steps as the trainer does, `model.fit` over a
+generator of the same device-resident batch (`--fit_steps` steps per timed call;
+Keras then keeps the training state on the device between steps, which
+`train_on_batch` writes back to the variables after every step).
+`--deferred_jitter` also times both train steps with the ImageNet-family flip and
+colour jitter inside the step (batches `{images, jitter}`, as the trainer feeds
+them when the backend has an accelerator): "stage1+jit" / "stage2+jit", with their
+cost over the plain step in the "s2/s1" column's place.
 """
 
 import os
@@ -35,9 +44,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+import numpy as np
 from absl import app, flags
 from keras import ops
 from step_models import CONFIGS, build_models
+
+from keras_oltr import colour_jitter
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("warmup", 2, "Untimed steps per model (the first one traces).")
@@ -53,10 +65,52 @@ flags.DEFINE_list(
     "ResNet batch norms to time: fused (keras_oltr's FusedBatchNormalization), keras "
     "(keras.layers.BatchNormalization, the code before it).",
 )
+flags.DEFINE_enum(
+    "loop",
+    "train_on_batch",
+    ["train_on_batch", "fit"],
+    "train_on_batch: one call per step; fit: model.fit of --fit_steps steps per call.",
+)
+flags.DEFINE_integer("fit_steps", 10, "Train steps per timed model.fit call (--loop=fit).")
+flags.DEFINE_bool(
+    "deferred_jitter", False, "Also time the train steps with the flip + colour jitter in them."
+)
 
 
-def _jobs(cfg, variant):
-    """The timed jobs of one setting for one (precision, batch norm) variant."""
+def _jitter_parameters(batch, seed=0):
+    """A valid flip + jitter parameter vector per image (colour_jitter's layout)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(batch):
+        factors = rng.uniform(0.6, 1.4, 3)
+        row = [float(rng.random() < 0.5)]
+        for op in rng.permutation(3):
+            row += [factors[op], float(op == 2), float(op == 1)]
+        rows.append(row)
+    return ops.convert_to_tensor(np.array(rows, np.float32))
+
+
+def _train_job(model, x, y, loop, fit_steps):
+    """(callable running train steps, how many steps one call runs)."""
+    if loop == "train_on_batch":
+        return (lambda: model.train_on_batch(x, y)), 1
+
+    def batches():
+        while True:
+            yield x, y
+
+    # fit returns its logs as Python floats: the steps have finished.
+    run = lambda: model.fit(
+        batches(), steps_per_epoch=fit_steps, epochs=1, shuffle=False, verbose=0
+    )
+    return run, fit_steps
+
+
+def _jobs(cfg, variant, loop, fit_steps, deferred_jitter):
+    """The timed jobs of one setting for one (precision, batch norm) variant.
+
+    Each job is (callable, number of steps one call runs).
+    """
     precision, batch_norm = variant
     keras.config.set_dtype_policy(precision)
     try:
@@ -65,28 +119,36 @@ def _jobs(cfg, variant):
         plain, oltr = build_models(cfg, batch_norm=batch_norm)
     finally:
         keras.config.set_dtype_policy("float32")
-    return {
-        (variant, "stage1"): lambda: plain.train_on_batch(x, y),
-        (variant, "stage2"): lambda: oltr.train_on_batch(x, y),
+    jobs = {
+        (variant, "stage1"): _train_job(plain, x, y, loop, fit_steps),
+        (variant, "stage2"): _train_job(oltr, x, y, loop, fit_steps),
         # predict_on_batch returns numpy arrays: the step has finished.
-        (variant, "infer2"): lambda: oltr.predict_on_batch(x),
+        (variant, "infer2"): ((lambda: oltr.predict_on_batch(x)), 1),
     }
+    if deferred_jitter and cfg["input_shape"][-1] == 3:
+        deferred = {
+            colour_jitter.IMAGES_KEY: x,
+            colour_jitter.JITTER_KEY: _jitter_parameters(cfg["batch"]),
+        }
+        jobs[(variant, "stage1+jit")] = _train_job(plain, deferred, y, loop, fit_steps)
+        jobs[(variant, "stage2+jit")] = _train_job(oltr, deferred, y, loop, fit_steps)
+    return jobs
 
 
-def _run(cfg, variants, warmup, steps):
+def _run(cfg, variants, warmup, steps, loop, fit_steps, deferred_jitter):
     """Median step time of every (variant, job); the jobs of all variants interleave."""
     jobs = {}
     for variant in variants:
-        jobs.update(_jobs(cfg, variant))
-    for job in jobs.values():
+        jobs.update(_jobs(cfg, variant, loop, fit_steps, deferred_jitter))
+    for job, _ in jobs.values():
         for _ in range(warmup):
             job()
     times = {key: [] for key in jobs}
     for _ in range(steps):
-        for key, job in jobs.items():
+        for key, (job, count) in jobs.items():
             start = time.perf_counter()
-            job()  # train_on_batch returns numpy metrics: the step has finished
-            times[key].append(time.perf_counter() - start)
+            job()  # returns numpy or Python values: the steps have finished
+            times[key].append((time.perf_counter() - start) / count)
     return {key: statistics.median(t) for key, t in times.items()}
 
 
@@ -97,13 +159,14 @@ def main(argv):
         raise ValueError(f"Unknown configs {sorted(unknown)}. Known: {sorted(CONFIGS)}")
     print(
         f"Keras {keras.__version__}, backend {keras.backend.backend()}; {os.cpu_count()} CPU "
-        f"cores visible; warm-up {FLAGS.warmup}, timed {FLAGS.steps} steps per model (median, "
-        "all jobs interleaved)"
+        f"cores visible; warm-up {FLAGS.warmup}, timed {FLAGS.steps} calls per model (median, "
+        f"all jobs interleaved); train steps by {FLAGS.loop}"
+        + (f" ({FLAGS.fit_steps} steps per call)" if FLAGS.loop == "fit" else "")
     )
     variants = [(p, b) for p in FLAGS.precisions for b in FLAGS.batch_norms]
     base = variants[0]
     header = (
-        f"{'config':<14} {'precision':<15} {'bn':<6} {'stage':<7} {'batch':>5} {'step s':>8} "
+        f"{'config':<14} {'precision':<15} {'bn':<6} {'stage':<10} {'batch':>5} {'step s':>8} "
         f"{'images/s':>9} {'s2/s1':>6} {'vs ' + '/'.join(base):>20}"
     )
     print(header)
@@ -112,14 +175,24 @@ def main(argv):
         cfg = dict(CONFIGS[name])
         if FLAGS.batch:
             cfg["batch"] = FLAGS.batch
-        medians = _run(cfg, variants, FLAGS.warmup, FLAGS.steps)
+        medians = _run(
+            cfg,
+            variants,
+            FLAGS.warmup,
+            FLAGS.steps,
+            FLAGS.loop,
+            FLAGS.fit_steps,
+            FLAGS.deferred_jitter,
+        )
         for (variant, stage), step in medians.items():
             ratio = ""
             if stage == "stage2":
                 ratio = f"{step / medians[(variant, 'stage1')]:6.2f}"
+            elif stage.endswith("+jit"):  # the jitter's cost: this step / the plain one
+                ratio = f"{step / medians[(variant, stage[:-4])]:6.2f}"
             speedup = f"{medians[(base, stage)] / step:19.2f}x"
             print(
-                f"{name:<14} {variant[0]:<15} {variant[1]:<6} {stage:<7} {cfg['batch']:>5} "
+                f"{name:<14} {variant[0]:<15} {variant[1]:<6} {stage:<10} {cfg['batch']:>5} "
                 f"{step:>8.3f} {cfg['batch'] / step:>9.1f} {ratio:>6} {speedup:>20}"
             )
 
