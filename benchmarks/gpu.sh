@@ -21,7 +21,10 @@
 #   fit         part "precisions" with the train steps driven by model.fit (10 steps a
 #               call, as the trainer runs them), plus the steps with the flip + colour
 #               jitter inside them (the trainer's batches when there is a GPU);
-#   fit512      part "fit" at batch 512, without the jitter steps.
+#   fit512      part "fit" at batch 512, without the jitter steps;
+#   reference_fit  part "reference" with both sides' train steps as their trainers run
+#               them (keras_oltr's fit, the reference's loop; 10 steps, then a sync);
+#   reference_fit_bf16  part "reference_fit" in bfloat16 (one round).
 set -uo pipefail  # each part runs even if one before it failed
 ref_src=${1:?usage: benchmarks/gpu.sh /path/to/OLTR-checkout [log_dir] [part ...]}
 log_dir=${2:-gpu_logs}
@@ -73,6 +76,14 @@ for part in $parts; do
         step model_step_fit_b512.txt python3 benchmarks/model_step.py \
             --configs=resnet10_224 --batch=512 --warmup=2 --steps=5 --loop=fit \
             --fit_steps=10 --precisions=float32,mixed_bfloat16 ;;
+    reference_fit)
+        step vs_reference_fit.txt python3 benchmarks/vs_reference.py \
+            --reference_src="$ref_src" --device=gpu --batch=256 --warmup=2 --steps=5 \
+            --rounds=2 --loop=fit --fit_steps=10 ;;
+    reference_fit_bf16)
+        step vs_reference_fit_bf16.txt python3 benchmarks/vs_reference.py \
+            --reference_src="$ref_src" --device=gpu --batch=256 --warmup=2 --steps=5 \
+            --rounds=1 --loop=fit --fit_steps=10 --precision=bfloat16 ;;
     *) echo "gpu.sh: unknown part $part" >&2 ;;
     esac
 done

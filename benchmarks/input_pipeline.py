@@ -7,6 +7,11 @@ dir and times, in interleaved rounds over the same files:
   0.4/0.4/0.4) and the test transform (resize 256 + centre crop 224), now and as
   they were before the speed work ("before": a frozen copy below), so the ratio
   now / before comes from one run on one machine state;
+- today's train transform with the flip and colour jitter deferred to the train
+  step ("train now, jitter in step": the host draws them, the accelerator applies
+  them; what the trainer runs when the backend has a GPU). Its CPU work is the
+  decode, crop, resize and the draws; the jitter's cost on the GPU is measured by
+  `model_step.py --deferred_jitter`;
 - the stages of today's train transform (read, + decode of the crop window, +
   resize, + flip and jitter);
 - one epoch of `SplitFileDataset.train_dataset` (the whole pipeline: order,
@@ -182,12 +187,15 @@ def _tf_pipelines(paths, size, batch):
             deterministic=True,
         )
         # Variable-size stages (the crop) are reduced to one number per image.
-        ds = ds.map(lambda x: x if x.shape.is_fully_defined() else tf.size(x))
+        ds = ds.map(lambda *x: x if x[0].shape.is_fully_defined() else tf.size(x[0]))
         return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
 
     pipelines = {
         "train before": pipeline(lambda c, s: _before_train(c, size, s)),
         "train now": pipeline(lambda c, s: transforms.imagenet_train_transform(c, size, 3, s)),
+        "train now, jitter in step": pipeline(
+            lambda c, s: transforms.imagenet_train_transform(c, size, 3, s, defer_jitter=True)
+        ),
         "test before": pipeline(lambda c, s: _before_test(c, size)),
         "test now": pipeline(
             lambda c, s: transforms.imagenet_test_transform(transforms.decode_image(c, 3), size)
@@ -201,7 +209,7 @@ def _tf_pipelines(paths, size, batch):
 def _time_tf(ds):
     count, start, cpu = 0, time.perf_counter(), time.process_time()
     for x in ds:
-        count += int(x.shape[0])
+        count += int(tf.nest.flatten(x)[0].shape[0])
     return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
 
 
@@ -271,14 +279,15 @@ def _torchvision(root, paths, size):
     return {"torchvision train": child, "torchvision test": lambda: latest["test"]}
 
 
-def _dataset_epoch(root, split, size, batch):
+def _dataset_epoch(root, split, size, batch, defer_jitter=False):
     ds = SplitFileDataset(data_root=root, split_files={"train": split}, image_size=size)
     epochs = iter(range(1, 1_000_000))
 
     def run():
         count, start, cpu = 0, time.perf_counter(), time.process_time()
-        for images, _ in ds.train_dataset(batch, epoch=next(epochs), seed=0):
-            count += int(images.shape[0])
+        epoch = next(epochs)
+        for images, _ in ds.train_dataset(batch, epoch=epoch, seed=0, defer_jitter=defer_jitter):
+            count += int(tf.nest.flatten(images)[0].shape[0])
         return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
 
     return run
@@ -296,6 +305,9 @@ def main(argv):
             for name, ds in _tf_pipelines(paths, size, batch).items()
         }
         runs["dataset train epoch"] = _dataset_epoch(root, split, size, batch)
+        runs["dataset train epoch, jitter in step"] = _dataset_epoch(
+            root, split, size, batch, defer_jitter=True
+        )
         reference = _torchvision(root, paths, size)
         runs.update(reference or {})
         for run in runs.values():
@@ -309,15 +321,20 @@ def main(argv):
         f"input pipeline: {FLAGS.num_images} JPEGs 256-400 px -> {size} px, batch {batch}, "
         f"{cores} cores, median of {FLAGS.rounds} interleaved rounds"
     )
-    print(f"{'pipeline':<34} {'images/s':>10} {'per CPU-s':>10}")
+    print(f"{'pipeline':<38} {'images/s':>10} {'per CPU-s':>10}")
     for name, (wall, cpu) in median.items():
-        print(f"{name:<34} {wall:>10.1f} {cpu:>10.1f}")
+        print(f"{name:<38} {wall:>10.1f} {cpu:>10.1f}")
     print("ratios of images per CPU-second (images/s in brackets):")
-    pairs = [("train now", "train before"), ("test now", "test before")]
+    deferred = "train now, jitter in step"
+    pairs = [("train now", "train before"), (deferred, "train before"), ("test now", "test before")]
     if reference is None:
         print("  torchvision is not installed: the reference pipeline was not measured.")
     else:
-        pairs += [("train now", "torchvision train"), ("test now", "torchvision test")]
+        pairs += [
+            ("train now", "torchvision train"),
+            (deferred, "torchvision train"),
+            ("test now", "torchvision test"),
+        ]
     for a, b in pairs:
         print(f"  {a} / {b}: {median[a][1] / median[b][1]:.2f} ({median[a][0] / median[b][0]:.2f})")
 

@@ -24,6 +24,11 @@ inference are compared there (exporting needs TensorFlow):
 
     KERAS_BACKEND=jax python benchmarks/vs_reference.py --reference_src=/path/to/OLTR \
         --device=gpu --batch=256 --rounds=2
+
+`--loop=fit` times the train steps as each trainer runs them: keras_oltr's
+`model.fit` over `--fit_steps` steps (the state stays on the device between steps),
+the reference's loop over as many steps with one synchronisation at the end (its
+training loop reads no value back between steps either).
 """
 
 import json
@@ -52,6 +57,14 @@ flags.DEFINE_enum(
     "bfloat16: the reference under torch.autocast(bfloat16), keras_oltr under the "
     "mixed_bfloat16 dtype policy (float32 weights in both).",
 )
+flags.DEFINE_enum(
+    "loop",
+    "train_on_batch",
+    ["train_on_batch", "fit"],
+    "train_on_batch: one synchronised step per timed call (keras_oltr's train_on_batch); "
+    "fit: --fit_steps steps per timed call (keras_oltr's model.fit), then one sync.",
+)
+flags.DEFINE_integer("fit_steps", 10, "Train steps per timed call with --loop=fit.")
 flags.DEFINE_string("export_dir", None, "Internal: where the keras_oltr side exports.")
 flags.DEFINE_enum("worker", None, ["reference", "keras_oltr"], "Internal: run one side.")
 
@@ -67,16 +80,30 @@ NUM_CLASSES, FEATURE_DIM = 1000, 512
 
 
 def _time(jobs, warmup, steps):
-    for job in jobs.values():
+    """Median seconds per step of each job: a callable, or (callable, steps per call)."""
+    jobs = {name: job if isinstance(job, tuple) else (job, 1) for name, job in jobs.items()}
+    for job, _ in jobs.values():
         for _ in range(warmup):
             job()
     times = {name: [] for name in jobs}
     for _ in range(steps):
-        for name, job in jobs.items():
+        for name, (job, count) in jobs.items():
             start = time.perf_counter()
             job()
-            times[name].append(time.perf_counter() - start)
+            times[name].append((time.perf_counter() - start) / count)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _steps(step, sync):
+    """A timed job of train steps: one then a sync, or --fit_steps then one sync."""
+    count = FLAGS.fit_steps if FLAGS.loop == "fit" else 1
+
+    def run():
+        for _ in range(count):
+            step()
+        sync()
+
+    return run, count
 
 
 def _reference_jobs(src, batch):
@@ -120,7 +147,6 @@ def _reference_jobs(src, batch):
             loss = ce(logits, y)
         loss.backward()
         opt1.step()
-        sync()
 
     # Stage 2 (stage_2_meta_embedding.py): attention + use_fc, meta-embedding classifier,
     # DiscCentroidsLoss (weight 0.01) with its own SGD, as run_networks.py trains them.
@@ -144,7 +170,6 @@ def _reference_jobs(src, batch):
         loss.backward()
         opt2.step()
         opt_c.step()
-        sync()
 
     def infer(images):
         feat2.eval()
@@ -156,8 +181,8 @@ def _reference_jobs(src, batch):
         clf2.train()
 
     return {
-        "stage1": stage1,
-        "stage2": stage2,
+        "stage1": _steps(stage1, sync),
+        "stage2": _steps(stage2, sync),
         "infer2": lambda: infer(x),
         "infer2_b32": lambda: infer(x_small),
     }
@@ -181,10 +206,28 @@ def _keras_jobs(batch):
     keras.config.set_dtype_policy("mixed_bfloat16" if FLAGS.precision == "bfloat16" else "float32")
     plain, oltr = build_models(cfg)
     keras.config.set_dtype_policy("float32")
-    # train_on_batch and predict_on_batch return numpy values: the step has finished.
+    # train_on_batch, fit and predict_on_batch return numpy or Python values: the
+    # steps have finished.
+    if FLAGS.loop == "fit":
+
+        def batches():
+            while True:
+                yield x, y
+
+        def train(model):
+            run = lambda: model.fit(
+                batches(), steps_per_epoch=FLAGS.fit_steps, epochs=1, shuffle=False, verbose=0
+            )
+            return run, FLAGS.fit_steps
+
+    else:
+
+        def train(model):
+            return lambda: model.train_on_batch(x, y)
+
     jobs = {
-        "stage1": lambda: plain.train_on_batch(x, y),
-        "stage2": lambda: oltr.train_on_batch(x, y),
+        "stage1": train(plain),
+        "stage2": train(oltr),
         "infer2": lambda: oltr.predict_on_batch(x),
     }
     if tensorflow and FLAGS.device == "cpu":
@@ -229,7 +272,7 @@ def _spawn(worker):
     env = dict(os.environ, OMP_NUM_THREADS=str(FLAGS.threads), TF_CPP_MIN_LOG_LEVEL="2")
     args = [sys.executable, os.path.abspath(__file__), f"--worker={worker}"]
     names = ("warmup", "steps", "batch", "infer_batch", "threads", "export_dir", "device")
-    names += ("precision",)
+    names += ("precision", "loop", "fit_steps")
     args += [f"--{name}={getattr(FLAGS, name)}" for name in names]
     if FLAGS.reference_src:
         args.append(f"--reference_src={FLAGS.reference_src}")
@@ -268,7 +311,8 @@ def main(argv):
     print(
         f"ResNet-10, 224 px, {NUM_CLASSES} classes, batch {FLAGS.batch} "
         f"(deployed models: {FLAGS.infer_batch}), {FLAGS.precision}, {where}; "
-        f"median of {FLAGS.steps} steps after {FLAGS.warmup}"
+        f"median of {FLAGS.steps} timed calls after {FLAGS.warmup}; train steps by "
+        + (f"fit ({FLAGS.fit_steps} steps a call)" if FLAGS.loop == "fit" else "train_on_batch")
     )
     with tempfile.TemporaryDirectory() as export_dir:
         FLAGS.export_dir = export_dir
