@@ -374,9 +374,12 @@ def test_attention_and_fc_train_at_the_backbone_learning_rate():
     assert optimizer.multiplier(centroids) == 0.5
 
 
-def test_colour_jitter_in_the_train_step_trains_as_in_the_input_pipeline(tmp_path):
+def test_colour_jitter_in_the_train_step_trains_as_in_the_input_pipeline(
+    tmp_path, mirrored_strategy
+):
     # The ImageNet-family flip + jitter applied by the model's train step (as on a
-    # GPU) or by tf.data: the same images, so stage 1 ends at the same weights.
+    # GPU) or by tf.data: the same images, so stage 1 ends at the same weights; also
+    # with the deferred batches split over two replicas.
     from keras_oltr.data import get_dataset
     from keras_oltr.training.trainer import defers_jitter
 
@@ -392,16 +395,26 @@ def test_colour_jitter_in_the_train_step_trains_as_in_the_input_pipeline(tmp_pat
     )
     dataset = get_dataset("custom", **kwargs)
     weights = {}
-    for place in ("train_step", "input_pipeline"):
+    runs = [("train_step", None), ("input_pipeline", None), ("train_step", mirrored_strategy)]
+    for place, strategy in runs:
         config = dataclasses.replace(base, colour_jitter_on=place)
         assert defers_jitter(config, dataset) == (place == "train_step")
+        name = place + ("_mirrored" if strategy else "")
         run_experiment(
-            config, str(tmp_path / place), stage="1", evaluate=False, export=False, verbose=0
+            config,
+            str(tmp_path / name),
+            stage="1",
+            strategy=strategy,
+            evaluate=False,
+            export=False,
+            verbose=0,
         )
-        model = keras.saving.load_model(str(tmp_path / place / "stage1" / "latest.keras"))
-        weights[place] = model.get_weights()
+        model = keras.saving.load_model(str(tmp_path / name / "stage1" / "latest.keras"))
+        weights[name] = model.get_weights()
     assert not defers_jitter(dataclasses.replace(base, colour_jitter_on="auto"), dataset)
     for a, b in zip(weights["train_step"], weights["input_pipeline"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(weights["train_step_mirrored"], weights["input_pipeline"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="colour_jitter_on"):
         dataclasses.replace(base, colour_jitter_on="gpu")
