@@ -15,6 +15,9 @@ Two families:
 - "imagenet" (large images, the OLTR reference): RandomResizedCrop(scale 0.08..1,
   ratio 3/4..4/3) + horizontal flip + colour jitter (brightness, contrast,
   saturation 0.4); test: resize the shorter side to `size * 256 / 224`, centre crop.
+  The flip and jitter can be deferred (`defer_jitter=True`): their draws are then
+  returned as a parameter vector beside the resized crop, for the model's train step
+  to apply with the same function (`keras_oltr.colour_jitter`).
 - "small" (28-32 px data such as CIFAR or MNIST): pad-4 random crop (+ horizontal
   flip where the dataset allows it); test: plain resize to `size` (identity when the
   image already has that size).
