@@ -144,6 +144,17 @@ def test_resize_is_pils_antialiased_bilinear(shape):
     np.testing.assert_allclose(out, _pil_resize(image, SIZE, SIZE), atol=2e-3)
 
 
+@pytest.mark.parametrize("shape", [(300, 451), (517, 333), (230, 150), (64, 700), (225, 900)])
+def test_shrinking_resize_is_bit_identical_to_tensorflows(shape):
+    # The separable resize (rows, then columns, each as the kernel's x axis) is
+    # tf.image.resize(antialias=True) to the last bit, uint8 and float input alike.
+    image = _photo(*shape, seed=5)
+    for pixels in (tf.constant(image), tf.constant(image.astype(np.float32) + 0.25)):
+        out = transforms._resize(pixels, [SIZE, SIZE]).numpy()
+        expected = tf.image.resize(tf.cast(pixels, tf.float32), [SIZE, SIZE], antialias=True)
+        np.testing.assert_array_equal(out, expected.numpy())
+
+
 def test_small_models_resize_to_their_size():
     # 28 px models (MNIST-like) keep today's evaluation transform: a resize to 28 x 28,
     # the identity for 28 x 28 inputs.

@@ -238,19 +238,22 @@ def _resample_rows(rows: tf.Tensor, out_size, scale=None, offset=0) -> tf.Tensor
     Output row i is row `i + offset` of the input resized by `scale` (default
     `out_size / h`). TensorFlow's ScaleAndTranslate kernel with the n values of a
     row as its "channels": its inner loop then runs over n contiguous values
-    instead of 3 interleaved channels, several times faster.
+    instead of 3 interleaved channels, several times faster. The rows go in as the
+    kernel's x axis: it resamples x first, then copies the (unscaled) y axis, so the
+    copy is of the output rows, not of the input's (about 1.5x faster for a
+    shrinking resize, bit-identical: the same weights in the same order).
     """
     if scale is None:
         scale = tf.cast(out_size, tf.float32) / tf.cast(tf.shape(rows)[0], tf.float32)
     out = tf.raw_ops.ScaleAndTranslate(
-        images=rows[None, :, None, :],
-        size=tf.stack([out_size, 1]),
-        scale=tf.stack([scale, 1.0]),
-        translation=tf.stack([-tf.cast(offset, tf.float32), 0.0]),
+        images=rows[None, None, :, :],
+        size=tf.stack([1, out_size]),
+        scale=tf.stack([1.0, scale]),
+        translation=tf.stack([0.0, -tf.cast(offset, tf.float32)]),
         kernel_type="triangle",
         antialias=True,
     )
-    return out[0, :, 0, :]
+    return out[0, 0, :, :]
 
 
 def _separable_resize(image, size, scale=(None, None), offset=(0, 0)):
