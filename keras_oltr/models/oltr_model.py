@@ -14,7 +14,8 @@ class OLTRModel(keras.Model):
     """A functional model returning a dict with at least "logits", trained with OLTR's loss.
 
     Training is Keras' stock `fit` / `train_step` on every backend (TensorFlow, JAX,
-    PyTorch); only `compute_loss` and `compute_metrics` are OLTR's:
+    PyTorch); `train_step` only applies a deferred flip + colour jitter to the batch
+    before calling Keras' own, and `compute_loss` and `compute_metrics` are OLTR's:
 
         loss = CE(logits, y) + lambda * L_LM(direct_feature, centroids)
 
