@@ -47,7 +47,7 @@ import keras
 import numpy as np
 from absl import app, flags
 from keras import ops
-from step_models import CONFIGS, build_models
+from step_models import CONFIGS, build_models, train_job
 
 from keras_oltr import colour_jitter
 
@@ -90,22 +90,6 @@ def _jitter_parameters(batch, seed=0):
     return ops.convert_to_tensor(np.array(rows, np.float32))
 
 
-def _train_job(model, x, y, loop, fit_steps):
-    """(callable running train steps, how many steps one call runs)."""
-    if loop == "train_on_batch":
-        return (lambda: model.train_on_batch(x, y)), 1
-
-    def batches():
-        while True:
-            yield x, y
-
-    # fit returns its logs as Python floats: the steps have finished.
-    run = lambda: model.fit(
-        batches(), steps_per_epoch=fit_steps, epochs=1, shuffle=False, verbose=0
-    )
-    return run, fit_steps
-
-
 def _jobs(cfg, variant, loop, fit_steps, deferred_jitter):
     """The timed jobs of one setting for one (precision, batch norm) variant.
 
@@ -120,8 +104,8 @@ def _jobs(cfg, variant, loop, fit_steps, deferred_jitter):
     finally:
         keras.config.set_dtype_policy("float32")
     jobs = {
-        (variant, "stage1"): _train_job(plain, x, y, loop, fit_steps),
-        (variant, "stage2"): _train_job(oltr, x, y, loop, fit_steps),
+        (variant, "stage1"): train_job(plain, x, y, loop, fit_steps),
+        (variant, "stage2"): train_job(oltr, x, y, loop, fit_steps),
         # predict_on_batch returns numpy arrays: the step has finished.
         (variant, "infer2"): ((lambda: oltr.predict_on_batch(x)), 1),
     }
@@ -130,8 +114,8 @@ def _jobs(cfg, variant, loop, fit_steps, deferred_jitter):
             colour_jitter.IMAGES_KEY: x,
             colour_jitter.JITTER_KEY: _jitter_parameters(cfg["batch"]),
         }
-        jobs[(variant, "stage1+jit")] = _train_job(plain, deferred, y, loop, fit_steps)
-        jobs[(variant, "stage2+jit")] = _train_job(oltr, deferred, y, loop, fit_steps)
+        jobs[(variant, "stage1+jit")] = train_job(plain, deferred, y, loop, fit_steps)
+        jobs[(variant, "stage2+jit")] = train_job(oltr, deferred, y, loop, fit_steps)
     return jobs
 
 

@@ -1,4 +1,5 @@
-"""The ResNet-10 settings and models timed by model_step.py and vs_reference.py."""
+"""The ResNet-10 settings, models and train-step jobs timed by model_step.py and
+vs_reference.py."""
 
 import contextlib
 
@@ -75,3 +76,25 @@ def _build_models(cfg):
         )
     )
     return plain, oltr
+
+
+def train_job(model, x, y, loop, fit_steps):
+    """(callable running train steps of `model` on one batch, steps per call).
+
+    loop "train_on_batch": one step per call; "fit": `model.fit` over `fit_steps`
+    steps of the same (device-resident) batch, as the trainer drives its steps.
+    Both return numpy or Python values, so the steps have finished on return.
+    """
+    if loop == "train_on_batch":
+        return (lambda: model.train_on_batch(x, y)), 1
+    if loop != "fit":
+        raise ValueError(f"`loop` must be train_on_batch or fit. Received: loop={loop!r}")
+
+    def batches():
+        while True:
+            yield x, y
+
+    def run():
+        model.fit(batches(), steps_per_epoch=fit_steps, epochs=1, shuffle=False, verbose=0)
+
+    return run, fit_steps

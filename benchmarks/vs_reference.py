@@ -198,7 +198,7 @@ def _keras_jobs(batch):
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from step_models import CONFIGS, build_models  # the models of model_step.py
+    from step_models import CONFIGS, build_models, train_job  # as in model_step.py
 
     cfg = dict(CONFIGS["resnet10_224"], batch=batch)
     x = keras.random.uniform((batch, 224, 224, 3), 0.0, 255.0, seed=1)
@@ -206,28 +206,14 @@ def _keras_jobs(batch):
     keras.config.set_dtype_policy("mixed_bfloat16" if FLAGS.precision == "bfloat16" else "float32")
     plain, oltr = build_models(cfg)
     keras.config.set_dtype_policy("float32")
-    # train_on_batch, fit and predict_on_batch return numpy or Python values: the
-    # steps have finished.
-    if FLAGS.loop == "fit":
 
-        def batches():
-            while True:
-                yield x, y
-
-        def train(model):
-            run = lambda: model.fit(
-                batches(), steps_per_epoch=FLAGS.fit_steps, epochs=1, shuffle=False, verbose=0
-            )
-            return run, FLAGS.fit_steps
-
-    else:
-
-        def train(model):
-            return lambda: model.train_on_batch(x, y)
+    def train(model):
+        return train_job(model, x, y, FLAGS.loop, FLAGS.fit_steps)
 
     jobs = {
         "stage1": train(plain),
         "stage2": train(oltr),
+        # predict_on_batch returns numpy values: the step has finished.
         "infer2": lambda: oltr.predict_on_batch(x),
     }
     if tensorflow and FLAGS.device == "cpu":
