@@ -32,6 +32,7 @@ Both give the same numbers (float rounding of the mean aside), because both run
 this one function.
 """
 
+import keras
 from keras import ops
 
 NUM_PARAMETERS = 10
@@ -75,11 +76,32 @@ def flip_and_jitter(images, parameters, xp=None):
     return xp.transpose(x, axes=(0, 2, 3, 1))
 
 
+_fused = {}
+
+
+def _fused_flip_and_jitter():
+    """`flip_and_jitter`, XLA-compiled as one computation where the step is not.
+
+    JAX compiles the whole train step already. TensorFlow runs OLTRModel's step
+    without XLA (faster on CPU), which would leave the jitter as some 35 separate
+    element-wise kernels over the batch; an XLA-compiled function inside the step
+    fuses them. TensorFlow is imported only on its own backend.
+    """
+    backend = keras.backend.backend()
+    if backend not in _fused:
+        _fused[backend] = flip_and_jitter
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            _fused[backend] = tf.function(flip_and_jitter, jit_compile=True, autograph=False)
+    return _fused[backend]
+
+
 def apply_deferred(x):
     """`x` with a deferred flip and jitter applied: `{images, jitter}` -> images.
 
     Any other `x` (a tensor, or a dict with other keys) is returned unchanged.
     """
     if isinstance(x, dict) and set(x) == {IMAGES_KEY, JITTER_KEY}:
-        return flip_and_jitter(x[IMAGES_KEY], x[JITTER_KEY])
+        return _fused_flip_and_jitter()(x[IMAGES_KEY], x[JITTER_KEY])
     return x
