@@ -125,3 +125,15 @@ def np_batch_norm_train(x, gamma, beta, moving_mean, moving_variance, momentum, 
         )
 
     return y, new_mean, new_var, input_gradient
+
+
+def np_colour_jitter(image, factors, order):
+    """torchvision's ColorJitter ops in `order` (0 brightness, 1 contrast, 2 saturation),
+    each a blend with its reference, clipped: brightness with 0, contrast with the
+    mean gray level, saturation with the per-pixel gray level (ITU-R 601-2 luma)."""
+    x = image.astype(np.float64)
+    for op in order:
+        gray = (x @ np.array([0.299, 0.587, 0.114]))[..., None]
+        reference = {0: 0.0, 1: gray.mean(), 2: gray}[op]
+        x = np.clip((x - reference) * factors[op] + reference, 0, 255)
+    return x

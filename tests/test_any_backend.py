@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from keras import ops
 from numpy_reference import (
+    np_colour_jitter,
     np_cosine_logits,
     np_large_margin_feature_gradient,
     np_meta_embedding,
@@ -218,32 +219,33 @@ def test_stock_fit_trains_and_moves_centroids():
             json.dump(result, f)
 
 
-def _numpy_flip_and_jitter(image, parameters):
-    """Mirror if parameters[0], then the three ops of the parameter vector, each clipped.
-
-    From the definitions: brightness blends with 0, contrast with the mean gray level,
-    saturation with the per-pixel gray level (ITU-R 601-2 luma).
-    """
-    x = image[:, ::-1].astype(np.float64) if parameters[0] > 0.5 else image.astype(np.float64)
-    for step in range(3):
-        factor, use_gray, use_mean = parameters[1 + 3 * step : 4 + 3 * step]
-        gray = (x @ np.array([0.299, 0.587, 0.114]))[..., None]
-        reference = gray if use_gray else (gray.mean() if use_mean else 0.0)
-        x = np.clip((x - reference) * factor + reference, 0, 255)
-    return x
+ORDERS = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
 
 
-def _jitter_parameters(rng, batch):
-    """Per-image parameters: random flips, strong factors, every op order."""
-    orders = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]
+def _jitter_draws(rng, batch):
+    """Per image: (flip, factors of the ops, op order); every order, strong factors."""
+    return [(i % 2 == 1, rng.uniform(0.6, 1.4, 3), ORDERS[i % 6]) for i in range(batch)]
+
+
+def _parameters(draws):
+    """colour_jitter's layout: flip, then (factor, gray weight, mean weight) per step."""
     rows = []
-    for i in range(batch):
-        factors = rng.uniform(0.6, 1.4, 3)
-        row = [float(i % 2)]
-        for op in orders[i % 6]:
+    for flip, factors, order in draws:
+        row = [float(flip)]
+        for op in order:
             row += [factors[op], float(op == 2), float(op == 1)]
         rows.append(row)
     return np.array(rows, np.float32)
+
+
+def _expected(images, draws):
+    """Mirror where drawn, then the ops from their definitions (numpy_reference)."""
+    return np.stack(
+        [
+            np_colour_jitter(image[:, ::-1] if flip else image, factors, order)
+            for image, (flip, factors, order) in zip(images, draws, strict=True)
+        ]
+    )
 
 
 def test_flip_and_jitter_matches_numpy_per_image():
@@ -251,17 +253,13 @@ def test_flip_and_jitter_matches_numpy_per_image():
     # flip, factors and op order, clipping between ops (so the order matters).
     rng = np.random.default_rng(4)
     images = rng.uniform(0, 255, (12, 9, 7, 3)).astype(np.float32)
-    parameters = _jitter_parameters(rng, 12)
+    draws = _jitter_draws(rng, 12)
     got = ops.convert_to_numpy(
-        colour_jitter.flip_and_jitter(ops.convert_to_tensor(images), parameters)
+        colour_jitter.flip_and_jitter(ops.convert_to_tensor(images), _parameters(draws))
     )
-    expected = np.stack(
-        [_numpy_flip_and_jitter(im, p) for im, p in zip(images, parameters, strict=True)]
-    )
+    expected = _expected(images, draws)
     np.testing.assert_allclose(got, expected, atol=2e-3)
-    swapped = parameters.copy()
-    swapped[:, 1:4], swapped[:, 7:10] = parameters[:, 7:10], parameters[:, 1:4]
-    other = np.stack([_numpy_flip_and_jitter(im, p) for im, p in zip(images, swapped, strict=True)])
+    other = _expected(images, [(f, k, o[::-1]) for f, k, o in draws])
     assert np.abs(other - expected).max() > 1.0
 
 
@@ -283,11 +281,10 @@ def test_train_step_applies_a_deferred_jitter():
     # fit on ({"images", "jitter"}, labels) trains exactly as fit on the jittered images.
     rng = np.random.default_rng(5)
     images = rng.uniform(0, 255, (16, 12, 12, 3)).astype(np.float32)
-    parameters = _jitter_parameters(rng, 16)
+    draws = _jitter_draws(rng, 16)
+    parameters = _parameters(draws)
     labels = rng.integers(0, 3, 16).astype("int32")
-    jittered = np.stack(
-        [_numpy_flip_and_jitter(im, p) for im, p in zip(images, parameters, strict=True)]
-    ).astype(np.float32)
+    jittered = _expected(images, draws).astype(np.float32)
     deferred, direct, unjittered = _rgb_models(3)
     batch = {colour_jitter.IMAGES_KEY: images, colour_jitter.JITTER_KEY: parameters}
     logs = deferred.fit(batch, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
