@@ -15,7 +15,7 @@ dir and times, in interleaved rounds over the same files:
 - the stages of today's train transform (read, + decode of the crop window, +
   resize, + flip and jitter);
 - one epoch of `SplitFileDataset.train_dataset` (the whole pipeline: order,
-  error skipping, batching);
+  error skipping, batching) and one pass of `eval_dataset` over the same files;
 - the reference's torchvision/PIL transforms on the same files, if torchvision is
   installed (an optional benchmark dependency; skipped with a message otherwise),
   in a child process with one thread as a DataLoader worker runs them, including
@@ -179,7 +179,7 @@ def _now_stages(size):
 def _tf_pipelines(paths, size, batch):
     seeds = np.stack([np.zeros(len(paths), np.int64), np.arange(len(paths))], axis=-1)
 
-    def pipeline(fn):
+    def pipeline(fn, batch_fn=None):
         ds = tf.data.Dataset.from_tensor_slices((paths, seeds))
         ds = ds.map(
             lambda p, s: fn(tf.io.read_file(p), s),
@@ -188,7 +188,10 @@ def _tf_pipelines(paths, size, batch):
         )
         # Variable-size stages (the crop) are reduced to one number per image.
         ds = ds.map(lambda *x: x if x[0].shape.is_fully_defined() else tf.size(x[0]))
-        return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+        ds = ds.batch(batch)
+        if batch_fn is not None:
+            ds = ds.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     pipelines = {
         "train before": pipeline(lambda c, s: _before_train(c, size, s)),
@@ -197,8 +200,13 @@ def _tf_pipelines(paths, size, batch):
             lambda c, s: transforms.imagenet_train_transform(c, size, 3, s, defer_jitter=True)
         ),
         "test before": pipeline(lambda c, s: _before_test(c, size)),
+        # As `eval_dataset` runs it: each image comes out of the resampler transposed,
+        # the batch is swapped back at once.
         "test now": pipeline(
-            lambda c, s: transforms.imagenet_test_transform(transforms.decode_image(c, 3), size)
+            lambda c, s: transforms.imagenet_test_transform(
+                transforms.decode_image(c, 3), size, swap_axes=True
+            ),
+            lambda images: tf.transpose(images, [0, 2, 1, 3]),
         ),
     }
     for name, fn in _now_stages(size).items():
@@ -279,14 +287,18 @@ def _torchvision(root, paths, size):
     return {"torchvision train": child, "torchvision test": lambda: latest["test"]}
 
 
-def _dataset_epoch(root, split, size, batch, defer_jitter=False):
+def _dataset_epoch(root, split, size, batch, defer_jitter=False, evaluation=False):
     ds = SplitFileDataset(data_root=root, split_files={"train": split}, image_size=size)
     epochs = iter(range(1, 1_000_000))
 
     def run():
         count, start, cpu = 0, time.perf_counter(), time.process_time()
         epoch = next(epochs)
-        for images, _ in ds.train_dataset(batch, epoch=epoch, seed=0, defer_jitter=defer_jitter):
+        if evaluation:
+            batches = ds.eval_dataset("train", batch)
+        else:
+            batches = ds.train_dataset(batch, epoch=epoch, seed=0, defer_jitter=defer_jitter)
+        for images, _ in batches:
             count += int(tf.nest.flatten(images)[0].shape[0])
         return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
 
@@ -308,6 +320,7 @@ def main(argv):
         runs["dataset train epoch, jitter in step"] = _dataset_epoch(
             root, split, size, batch, defer_jitter=True
         )
+        runs["dataset eval pass"] = _dataset_epoch(root, split, size, batch, evaluation=True)
         reference = _torchvision(root, paths, size)
         runs.update(reference or {})
         for run in runs.values():

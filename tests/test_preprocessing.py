@@ -123,7 +123,9 @@ def _pil_resize(array, height, width):
     return np.stack(channels, -1)
 
 
-@pytest.mark.parametrize("shape", [(300, 451), (517, 333), (150, 199), (224, 224), (90, 500)])
+@pytest.mark.parametrize(
+    "shape", [(300, 451), (517, 333), (150, 199), (224, 224), (90, 500), (600, 4000), (4000, 600)]
+)
 def test_test_transform_is_resize_then_centre_crop(shape):
     image = _photo(*shape, seed=3)
     out = transforms.imagenet_test_transform(tf.constant(image), SIZE).numpy()
@@ -133,6 +135,51 @@ def test_test_transform_is_resize_then_centre_crop(shape):
     resized = _pil_resize(image, *new)
     top, left = (new[0] - SIZE) // 2, (new[1] - SIZE) // 2
     np.testing.assert_allclose(out, resized[top : top + SIZE, left : left + SIZE], atol=2e-3)
+
+
+def test_test_transform_can_leave_the_axes_swapped():
+    # `swap_axes=True` is the same crop with height and width swapped, bit for bit;
+    # the datasets batch such crops and swap whole batches back.
+    for shape in [(300, 451), (517, 333), (90, 500)]:
+        image = tf.constant(_photo(*shape, seed=6))
+        plain = transforms.imagenet_test_transform(image, SIZE).numpy()
+        swapped = transforms.imagenet_test_transform(image, SIZE, swap_axes=True).numpy()
+        np.testing.assert_array_equal(swapped.transpose(1, 0, 2), plain)
+
+
+def test_datasets_swap_test_batches_back(tmp_path):
+    # Non-square, non-constant images: eval_dataset and train_dataset(augment=False)
+    # of both dataset kinds give each image's own test transform, unswapped.
+    shapes = [(60, 90), (90, 60), (75, 75)]
+    images = [_photo(*shape, seed=7 + i) for i, shape in enumerate(shapes)]
+    lines = []
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        lines.append(f"{i}.png {i % 2}")
+    (tmp_path / "split.txt").write_text("\n".join(lines) + "\n")
+    files = data.SplitFileDataset(
+        data_root=str(tmp_path),
+        split_files={"train": str(tmp_path / "split.txt"), "test": str(tmp_path / "split.txt")},
+        image_size=32,
+        augmentation="imagenet",
+    )
+    expected = np.stack([transforms.test_transform(tf.constant(x), 32, "imagenet") for x in images])
+    batch = np.concatenate([x.numpy() for x, _ in files.eval_dataset("test", 2)])
+    np.testing.assert_array_equal(batch, expected)  # file order
+    batches = files.train_dataset(2, epoch=0, seed=0, augment=False)
+    for x in np.concatenate([x.numpy() for x, _ in batches]):  # sampled order
+        assert min(np.abs(x - e).max() for e in expected) == 0.0
+    labels = np.array([0, 1, 0])
+    for source in (np.stack([x[:60, :60] for x in images]), np.stack([x[:40, :60] for x in images])):
+        arrays = data.ArrayDataset(
+            {split: (source, labels) for split in ("train", "val", "test")},
+            class_names=["a", "b"],
+            image_size=32,
+            augmentation="imagenet",
+        )
+        batch = np.concatenate([x.numpy() for x, _ in arrays.eval_dataset("test", 2)])
+        want = np.stack([transforms.test_transform(tf.constant(x), 32, "imagenet") for x in source])
+        np.testing.assert_array_equal(batch, want)
 
 
 @pytest.mark.parametrize(
