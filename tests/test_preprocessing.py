@@ -170,7 +170,10 @@ def test_datasets_swap_test_batches_back(tmp_path):
     for x in np.concatenate([x.numpy() for x, _ in batches]):  # sampled order
         assert min(np.abs(x - e).max() for e in expected) == 0.0
     labels = np.array([0, 1, 0])
-    for source in (np.stack([x[:60, :60] for x in images]), np.stack([x[:40, :60] for x in images])):
+    for source in (
+        np.stack([x[:60, :60] for x in images]),
+        np.stack([x[:40, :60] for x in images]),
+    ):
         arrays = data.ArrayDataset(
             {split: (source, labels) for split in ("train", "val", "test")},
             class_names=["a", "b"],

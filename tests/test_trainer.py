@@ -122,6 +122,84 @@ def test_inference_function_returns_the_models_outputs_as_numpy():
     np.testing.assert_allclose(logits, expected["logits"], rtol=1e-5, atol=1e-6)
 
 
+_SWAPPED_JAX_CHECK = """
+import numpy as np
+from keras_oltr.data.base import SWAPPED_IMAGES_KEY
+from keras_oltr.models import build_plain_model
+from keras_oltr.training.inference import inference_function
+model = build_plain_model(3, (8, 6, 3), backbone_options={"width": 4, "stem": "small"})
+images = np.random.default_rng(0).uniform(0, 255, (5, 8, 6, 3)).astype(np.float32)
+plain = inference_function(model)(images)
+swapped = inference_function(model, "logits")({SWAPPED_IMAGES_KEY: images.transpose(0, 2, 1, 3)})
+np.testing.assert_allclose(swapped, plain["logits"], rtol=1e-5, atol=1e-5)
+print("swapped ok")
+"""
+
+
+def test_inference_function_swaps_swapped_batches_back():
+    # `{SWAPPED_IMAGES_KEY: [b, W, H, C]}` batches (eval_dataset(swap_axes=True)) give
+    # the outputs of the [b, H, W, C] images, on TensorFlow (in the tf.function) and
+    # on JAX (a wrapper model compiled by predict_on_batch). H != W: a missed swap
+    # would not even fit the model.
+    from keras_oltr.data.base import SWAPPED_IMAGES_KEY
+    from keras_oltr.models import build_plain_model
+    from keras_oltr.training.inference import inference_function
+
+    model = build_plain_model(3, (8, 6, 3), backbone_options={"width": 4, "stem": "small"})
+    images = tf.random.stateless_uniform((5, 8, 6, 3), (1, 2), maxval=255.0)
+    plain = inference_function(model)(images)
+    swapped = inference_function(model)({SWAPPED_IMAGES_KEY: tf.transpose(images, [0, 2, 1, 3])})
+    for key, value in plain.items():
+        np.testing.assert_allclose(swapped[key], value, rtol=1e-5, atol=1e-6)
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-c", _SWAPPED_JAX_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
+    assert result.returncode == 0 and "swapped ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_with_an_accelerator_the_model_swaps_test_images_back(tmp_path, monkeypatch):
+    # With an accelerator, evaluation passes leave the test transform's last
+    # transpose to the model's call: centroids, validation and evaluation outputs
+    # are those of the host-swapped pipeline.
+    from keras_oltr import data
+    from keras_oltr.data.base import SWAPPED_IMAGES_KEY
+    from keras_oltr.evaluation.evaluate import collect_top1_outputs
+    from keras_oltr.models import build_plain_model
+    from keras_oltr.training import centroids, inference
+
+    files = _write_image_tree(tmp_path / "images", per_class=(6, 4, 4, 4))
+    dataset = data.SplitFileDataset(
+        data_root=str(tmp_path / "images"),
+        split_files={k: str(v) for k, v in files.items()},
+        image_size=16,
+        augmentation="imagenet",
+    )
+    assert dataset.swaps_test_axes
+    model = build_plain_model(4, (16, 16, 3), backbone_options={"width": 4, "stem": "small"})
+
+    def passes():
+        x, _ = next(iter(inference.eval_batches(dataset, "test", 8)))
+        means = centroids.class_mean_features(model, dataset, batch_size=8)
+        top1 = collect_top1_outputs(model, inference.eval_batches(dataset, "test", 8))
+        return x, means, top1
+
+    host_x, host_means, host_top1 = passes()
+    assert not isinstance(host_x, dict)
+    monkeypatch.setattr(inference, "has_accelerator", lambda: True)
+    step_x, step_means, step_top1 = passes()
+    assert set(step_x) == {SWAPPED_IMAGES_KEY}
+    np.testing.assert_array_equal(tf.transpose(step_x[SWAPPED_IMAGES_KEY], [0, 2, 1, 3]), host_x)
+    np.testing.assert_allclose(step_means, host_means, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(step_top1["predicted_class"], host_top1["predicted_class"])
+    np.testing.assert_allclose(step_top1["max_probability"], host_top1["max_probability"], 1e-5)
+
+
 def _write_image_tree(root, num_classes=4, per_class=(30, 12, 6, 4), open_classes=2):
     rng = np.random.default_rng(0)
     lines = {"train": [], "val": [], "test": [], "open": []}

@@ -13,7 +13,9 @@ builds deterministic `tf.data` pipelines from them:
   batches together are exactly the one-device global batch.
 
 Elements are `(images, labels)`: float32 `[b, H, W, C]` in `[0, 255]` (the model
-normalises) and int32 `[b]`; open-set images have label -1.
+normalises) and int32 `[b]`; open-set images have label -1. Two opt-in layouts
+leave per-pixel work to the accelerator: `train_dataset(defer_jitter=True)` and
+`eval_dataset(swap_axes=True)`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ SPLITS = ("train", "val", "test", "open", "open_val")
 KNOWN_SPLITS = ("train", "val", "test")
 OPEN_SPLITS = ("open", "open_val")
 OPEN_LABEL = -1
+# Batch key of test images left with height and width swapped: eval_dataset(swap_axes=True).
+SWAPPED_IMAGES_KEY = "swapped_images"
 
 
 def check_split(split: str) -> None:
@@ -208,7 +212,7 @@ class LongTailDataset(abc.ABC):
 
         `seeds` is an int64 `[n, 2]` array of per-example augmentation seeds, or
         None for the test transform (`_test_image`, whose images may come with
-        height and width swapped: `_swaps_test_axes`). With `defer_jitter` (only asked when
+        height and width swapped: `swaps_test_axes`). With `defer_jitter` (only asked when
         `can_defer_jitter`) the image is `(image, jitter parameters)`, from
         `_train_image`. An implementation may drop examples it cannot read
         (reporting them); it must not reorder them.
@@ -238,17 +242,18 @@ class LongTailDataset(abc.ABC):
         )
 
     @property
-    def _swaps_test_axes(self) -> bool:
-        """Whether `_test_image` returns images with height and width swapped.
+    def swaps_test_axes(self) -> bool:
+        """Whether the test transform leaves height and width swapped before batching.
 
         The "imagenet" test transform's resampler leaves each image transposed;
-        `eval_dataset` swaps whole batches back, with about three quarters of the CPU
-        of one transpose per image.
+        `eval_dataset` swaps whole batches back (about three quarters of the CPU of
+        one transpose per image), or leaves that to the model's compiled call
+        (`eval_dataset(..., swap_axes=True)`).
         """
         return self.augmentation == "imagenet"
 
     def _test_image(self, image: tf.Tensor) -> tf.Tensor:
-        """Test transform of a decoded uint8 image (axes swapped: `_swaps_test_axes`)."""
+        """Test transform of a decoded uint8 image (axes swapped: `swaps_test_axes`)."""
         if self.augmentation == "small":
             return transforms.small_test_transform(image, self.image_size)
         return transforms.imagenet_test_transform(image, self.image_size, swap_axes=True)
@@ -341,6 +346,7 @@ class LongTailDataset(abc.ABC):
         batch_size: int,
         *,
         input_context: tf.distribute.InputContext | None = None,
+        swap_axes: bool = False,
     ) -> tf.data.Dataset:
         """All examples of `split` in file order with the test transform.
 
@@ -349,6 +355,11 @@ class LongTailDataset(abc.ABC):
             batch_size: global batch size; the last batch may be smaller.
             input_context: shards the examples over input pipelines (example i goes
                 to pipeline `i % num_input_pipelines`) and yields per-replica batches.
+            swap_axes: when the dataset `swaps_test_axes`, yield the batches as the
+                test transform leaves them, `({SWAPPED_IMAGES_KEY: [b, W, H, C]},
+                labels)`, for the model's compiled call to swap back on the
+                accelerator (`keras_oltr.training.inference_function` does); saves
+                the host that transpose. Other datasets ignore it.
         """
         check_split(split)
         if batch_size < 1:
@@ -356,11 +367,15 @@ class LongTailDataset(abc.ABC):
         replicas, pipelines, pipeline_id = _distribution(input_context, batch_size)
         indices = np.arange(self.num_examples(split), dtype=np.int64)[pipeline_id::pipelines]
         ds = self._examples(split, indices, None).batch(batch_size // replicas)
-        return self._swap_test_batches(ds).prefetch(tf.data.AUTOTUNE)
+        if swap_axes and self.swaps_test_axes:
+            ds = ds.map(lambda images, labels: ({SWAPPED_IMAGES_KEY: images}, labels))
+        else:
+            ds = self._swap_test_batches(ds)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     def _swap_test_batches(self, ds: tf.data.Dataset) -> tf.data.Dataset:
-        """Batches of `_test_image` outputs -> `[b, H, W, C]` (see `_swaps_test_axes`)."""
-        if not self._swaps_test_axes:
+        """Batches of `_test_image` outputs -> `[b, H, W, C]` (see `swaps_test_axes`)."""
+        if not self.swaps_test_axes:
             return ds
         return ds.map(
             lambda images, labels: (tf.transpose(images, [0, 2, 1, 3]), labels),

@@ -7,7 +7,6 @@ the top-1 class and max probability of each image are kept, so memory is O(N).
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,7 +25,7 @@ from keras_oltr.evaluation.metrics import (
 from keras_oltr.evaluation.plots import write_plots
 from keras_oltr.evaluation.report import write_report
 from keras_oltr.evaluation.results import EvaluationResult
-from keras_oltr.training.inference import inference_function
+from keras_oltr.training.inference import eval_batches, inference_function, swap_back
 from keras_oltr.training.workdir import (  # noqa: F401  (re-exported)
     CHECKPOINTS,
     STAGE_NAMES,
@@ -65,7 +64,8 @@ def collect_top1_outputs(
         model: callable as ``model(images, training=False)`` returning a dict with
             "probabilities" or "logits", and optionally "reachability" (and the OLTR
             outputs "direct_feature", "meta_embedding" that further scores need).
-        batches: iterable of ``(images, labels)``.
+        batches: iterable of ``(images, labels)``; ``images`` may be
+            `eval_dataset(swap_axes=True)`'s dict, swapped back before the call.
         description: shown in the log line before the progress bar.
         score_context: `open_scores.score_context(model)` (centroids, trained s);
             None computes it from ``model`` when it is a Keras model.
@@ -78,7 +78,10 @@ def collect_top1_outputs(
     """
     if score_context is None:
         score_context = open_scores.score_context(model)
-    call = functools.partial(model, training=False)
+
+    def call(images):
+        return model(swap_back(images), training=False)
+
     if isinstance(model, keras.Model) and keras.backend.backend() != "tensorflow":
         # One compiled call per batch shape instead of op-by-op eager execution.
         call = inference_function(model)
@@ -188,7 +191,9 @@ def evaluate_model(
     Args:
         model: a Keras model returning a dict (see module docstring).
         dataset: object with ``eval_dataset(split, batch_size)``, ``has_split(split)``,
-            ``train_counts``, ``class_names`` and ``name``.
+            ``train_counts``, ``class_names`` and ``name``; one whose
+            ``swaps_test_axes`` is true is asked for ``swap_axes=True`` batches when
+            the backend has an accelerator (`eval_batches`).
         out_dir: output folder.
         threshold: open-set rejection threshold on the max probability.
         convention: shot-group convention, "strict" or "inclusive".
@@ -211,7 +216,7 @@ def evaluate_model(
     parts = {
         split: collect_top1_outputs(
             model,
-            dataset.eval_dataset(split, batch_size),
+            eval_batches(dataset, split, batch_size),
             description=f"split {split!r}",
             score_context=context,
         )
@@ -229,7 +234,7 @@ def evaluate_model(
             [
                 collect_top1_outputs(
                     model,
-                    dataset.eval_dataset(split, batch_size),
+                    eval_batches(dataset, split, batch_size),
                     description=f"split {split!r}",
                     score_context=context,
                 )

@@ -6,7 +6,7 @@ import tensorflow as tf
 from absl import logging
 
 from keras_oltr.distribute import sum_over_workers, worker_info
-from keras_oltr.training.inference import inference_function
+from keras_oltr.training.inference import eval_batches, inference_function
 
 
 def class_mean_features(model, dataset, strategy=None, batch_size=256):
@@ -21,7 +21,7 @@ def class_mean_features(model, dataset, strategy=None, batch_size=256):
     context = None
     if num_workers > 1:
         context = tf.distribute.InputContext(num_workers, worker, num_workers)
-    batches = dataset.eval_dataset("train", batch_size * num_workers, input_context=context)
+    batches = eval_batches(dataset, "train", batch_size * num_workers, input_context=context)
 
     features = inference_function(model, "direct_feature")
     sums, counts = None, np.zeros(dataset.num_classes, np.float64)

@@ -5,7 +5,7 @@ import numpy as np
 from absl import logging
 
 from keras_oltr.layers import balanced_bank
-from keras_oltr.training.inference import inference_function
+from keras_oltr.training.inference import eval_batches, inference_function
 
 DEFAULT_MAX_PER_CLASS = 100
 
@@ -23,7 +23,7 @@ def train_feature_bank(model, dataset, max_per_class=DEFAULT_MAX_PER_CLASS, batc
     total = -(-dataset.num_train // batch_size)
     progbar = keras.utils.Progbar(total, unit_name="batch")
     logging.info("Collecting the nearest-neighbour feature bank over the train split")
-    for step, (images, batch_labels) in enumerate(dataset.eval_dataset("train", batch_size)):
+    for step, (images, batch_labels) in enumerate(eval_batches(dataset, "train", batch_size)):
         feats.append(features(images).astype(np.float32))
         labels.append(batch_labels.numpy())
         progbar.update(step + 1)

@@ -32,7 +32,7 @@ from keras_oltr.training.checkpoint import (
     save_training_state,
 )
 from keras_oltr.training.feature_bank import ensure_feature_bank
-from keras_oltr.training.inference import inference_function
+from keras_oltr.training.inference import eval_batches, has_accelerator, inference_function
 from keras_oltr.training.workdir import (
     STAGE_NAMES,
     Workdir,
@@ -145,22 +145,6 @@ def build_stage2_model(config, dataset, strategy, workdir):
     return model
 
 
-def has_accelerator():
-    """Whether the Keras backend computes on a GPU or TPU."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() != "cpu"
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    return False
-
-
 def defers_jitter(config, dataset):
     """Whether the train step, not tf.data, applies the flip + colour jitter.
 
@@ -205,7 +189,7 @@ def validate(model, dataset, config, predict_fn=None):
         if not dataset.has_split(split):
             continue
         preds, labels, reach = [], [], []
-        for images, batch_labels in dataset.eval_dataset(split, config.eval_batch_size):
+        for images, batch_labels in eval_batches(dataset, split, config.eval_batch_size):
             outputs = predict_fn(images)
             preds.append(np.argmax(outputs["logits"], axis=-1))
             labels.append(batch_labels.numpy())
