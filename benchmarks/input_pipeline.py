@@ -12,10 +12,16 @@ dir and times, in interleaved rounds over the same files:
   them; what the trainer runs when the backend has a GPU). Its CPU work is the
   decode, crop, resize and the draws; the jitter's cost on the GPU is measured by
   `model_step.py --deferred_jitter`;
+- today's test transform as `eval_dataset` runs it on the host (the resampler
+  leaves each image transposed; one transpose per batch swaps them back) and as
+  it runs with an accelerator ("test now, swap in step": the model's compiled
+  call swaps the batch, `eval_dataset(swap_axes=True)`);
 - the stages of today's train transform (read, + decode of the crop window, +
   resize, + flip and jitter);
 - one epoch of `SplitFileDataset.train_dataset` (the whole pipeline: order,
-  error skipping, batching) and one pass of `eval_dataset` over the same files;
+  error skipping, batching) and one pass of `eval_dataset` over the same files.
+  Building a pipeline (tracing its functions) is timed apart: it is paid once per
+  epoch, which 512 images would not amortise;
 - the reference's torchvision/PIL transforms on the same files, if torchvision is
   installed (an optional benchmark dependency; skipped with a message otherwise),
   in a child process with one thread as a DataLoader worker runs them, including
@@ -208,6 +214,11 @@ def _tf_pipelines(paths, size, batch):
             ),
             lambda images: tf.transpose(images, [0, 2, 1, 3]),
         ),
+        "test now, swap in step": pipeline(
+            lambda c, s: transforms.imagenet_test_transform(
+                transforms.decode_image(c, 3), size, swap_axes=True
+            ),
+        ),
     }
     for name, fn in _now_stages(size).items():
         pipelines[f"stage: {name}"] = pipeline(fn)
@@ -287,17 +298,23 @@ def _torchvision(root, paths, size):
     return {"torchvision train": child, "torchvision test": lambda: latest["test"]}
 
 
+build_seconds = []  # CPU seconds to build a dataset pipeline and its iterator
+
+
 def _dataset_epoch(root, split, size, batch, defer_jitter=False, evaluation=False):
     ds = SplitFileDataset(data_root=root, split_files={"train": split}, image_size=size)
     epochs = iter(range(1, 1_000_000))
 
     def run():
-        count, start, cpu = 0, time.perf_counter(), time.process_time()
+        cpu = time.process_time()
         epoch = next(epochs)
         if evaluation:
             batches = ds.eval_dataset("train", batch)
         else:
             batches = ds.train_dataset(batch, epoch=epoch, seed=0, defer_jitter=defer_jitter)
+        batches = iter(batches)
+        build_seconds.append(time.process_time() - cpu)
+        count, start, cpu = 0, time.perf_counter(), time.process_time()
         for images, _ in batches:
             count += int(tf.nest.flatten(images)[0].shape[0])
         return count / (time.perf_counter() - start), count / (time.process_time() - cpu)
@@ -337,9 +354,15 @@ def main(argv):
     print(f"{'pipeline':<38} {'images/s':>10} {'per CPU-s':>10}")
     for name, (wall, cpu) in median.items():
         print(f"{name:<38} {wall:>10.1f} {cpu:>10.1f}")
+    print(
+        f"building a dataset pipeline and its iterator: {np.median(build_seconds):.2f} CPU-s "
+        "(median; not in the dataset rows)"
+    )
     print("ratios of images per CPU-second (images/s in brackets):")
     deferred = "train now, jitter in step"
-    pairs = [("train now", "train before"), (deferred, "train before"), ("test now", "test before")]
+    swapped = "test now, swap in step"
+    pairs = [("train now", "train before"), (deferred, "train before")]
+    pairs += [("test now", "test before"), (swapped, "test before")]
     if reference is None:
         print("  torchvision is not installed: the reference pipeline was not measured.")
     else:
@@ -347,6 +370,7 @@ def main(argv):
             ("train now", "torchvision train"),
             (deferred, "torchvision train"),
             ("test now", "torchvision test"),
+            (swapped, "torchvision test"),
         ]
     for a, b in pairs:
         print(f"  {a} / {b}: {median[a][1] / median[b][1]:.2f} ({median[a][0] / median[b][0]:.2f})")
