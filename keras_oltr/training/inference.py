@@ -35,9 +35,8 @@ def eval_batches(dataset, split, batch_size, **kwargs):
     With an accelerator, datasets whose test transform leaves the image axes
     swapped (`swaps_test_axes`) yield them so, and the model's compiled call swaps
     them back on the accelerator: the host's CPUs skip one transpose per image
-    (7-16% of the test transform's CPU in three runs). Without one, the input
-    pipeline swaps them.
-    Either way the model sees the same pixels.
+    (7-16% of the test transform's CPU in four runs). Without one, the input
+    pipeline swaps them. Either way the model sees the same pixels.
     """
     if getattr(dataset, "swaps_test_axes", False) and has_accelerator():
         kwargs["swap_axes"] = True
