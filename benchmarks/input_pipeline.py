@@ -199,6 +199,10 @@ def _tf_pipelines(paths, size, batch):
             ds = ds.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
 
+    def test_swapped(contents, seed):
+        image = transforms.decode_image(contents, 3)
+        return transforms.imagenet_test_transform(image, size, swap_axes=True)
+
     pipelines = {
         "train before": pipeline(lambda c, s: _before_train(c, size, s)),
         "train now": pipeline(lambda c, s: transforms.imagenet_train_transform(c, size, 3, s)),
@@ -208,17 +212,8 @@ def _tf_pipelines(paths, size, batch):
         "test before": pipeline(lambda c, s: _before_test(c, size)),
         # As `eval_dataset` runs it: each image comes out of the resampler transposed,
         # the batch is swapped back at once.
-        "test now": pipeline(
-            lambda c, s: transforms.imagenet_test_transform(
-                transforms.decode_image(c, 3), size, swap_axes=True
-            ),
-            lambda images: tf.transpose(images, [0, 2, 1, 3]),
-        ),
-        "test now, swap in step": pipeline(
-            lambda c, s: transforms.imagenet_test_transform(
-                transforms.decode_image(c, 3), size, swap_axes=True
-            ),
-        ),
+        "test now": pipeline(test_swapped, lambda images: tf.transpose(images, [0, 2, 1, 3])),
+        "test now, swap in step": pipeline(test_swapped),
     }
     for name, fn in _now_stages(size).items():
         pipelines[f"stage: {name}"] = pipeline(fn)

@@ -165,8 +165,8 @@ def test_inference_function_swaps_swapped_batches_back():
 
 def test_with_an_accelerator_the_model_swaps_test_images_back(tmp_path, monkeypatch):
     # With an accelerator, evaluation passes leave the test transform's last
-    # transpose to the model's call: centroids, validation and evaluation outputs
-    # are those of the host-swapped pipeline.
+    # transpose to the model's call: the centroids and evaluation outputs are those
+    # of the host-swapped pipeline (validation goes through the same eval_batches).
     from keras_oltr import data
     from keras_oltr.data.base import SWAPPED_IMAGES_KEY
     from keras_oltr.evaluation.evaluate import collect_top1_outputs
