@@ -99,6 +99,14 @@ def test_gray_dataset_has_one_channel(tree):
     ds = _dataset(tree, channels=1, augmentation="small", horizontal_flip=False)
     x, _ = next(iter(ds.eval_dataset("test", 3)))
     assert x.shape == (3, 32, 32, 1)
+    # Every format converts to gray, CMYK JPEGs included (libjpeg cannot do that
+    # one itself): only the corrupt image is skipped.
+    gray = np.concatenate([x for x, _ in ds.eval_dataset("train", 4).as_numpy_iterator()])
+    assert gray.shape == (12, 32, 32, 1) and ds.num_unreadable == 1
+    colour = _dataset(tree, augmentation="small")
+    rgb = np.concatenate([x for x, _ in colour.eval_dataset("train", 4).as_numpy_iterator()])
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(gray[..., 0], luma, atol=1.5)
 
 
 def test_corrupt_image_skipped_and_logged(tree, monkeypatch):

@@ -149,20 +149,26 @@ def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
 
     Gray, RGB, RGBA and CMYK inputs are all converted to `channels` (1 or 3) by the
     decoders themselves (RGBA loses its alpha channel, CMYK JPEGs become RGB). GIF,
-    BMP and WebP decoders only produce colour, so for `channels=1` they decode to RGB
-    and convert with the ITU-R 601-2 luma weights.
+    BMP and WebP decoders only produce colour, and libjpeg converts only 1- and
+    3-component JPEGs to gray, so for `channels=1` those (and CMYK JPEGs) decode to
+    RGB and convert with the ITU-R 601-2 luma weights.
     """
     if channels == 1:
-        native = tf.logical_or(
-            tf.io.is_jpeg(contents),
-            tf.equal(tf.strings.substr(contents, 0, 8), b"\x89PNG\r\n\x1a\n"),
-        )
+
+        def native():
+            return tf.io.decode_image(contents, channels=1, expand_animations=False)
+
+        def via_rgb():
+            rgb = tf.io.decode_image(contents, channels=3, expand_animations=False)
+            return tf.image.rgb_to_grayscale(rgb)
+
+        def jpeg():
+            cmyk = tf.equal(tf.image.extract_jpeg_shape(contents)[2], 4)
+            return tf.cond(cmyk, via_rgb, native)
+
+        png = tf.equal(tf.strings.substr(contents, 0, 8), b"\x89PNG\r\n\x1a\n")
         image = tf.cond(
-            native,
-            lambda: tf.io.decode_image(contents, channels=1, expand_animations=False),
-            lambda: tf.image.rgb_to_grayscale(
-                tf.io.decode_image(contents, channels=3, expand_animations=False)
-            ),
+            tf.io.is_jpeg(contents), jpeg, lambda: tf.cond(png, native, via_rgb)
         )
     else:
         image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
