@@ -7,7 +7,7 @@ import pytest
 from absl import logging
 from PIL import Image
 
-from keras_oltr import colour_jitter, data
+from keras_oltr import colour_jitter, data, deferred_resize
 from keras_oltr.data import split_files
 
 # (PIL mode, extension) cycled over the images: every decoder path is exercised.
@@ -318,3 +318,26 @@ def test_only_the_imagenet_family_on_rgb_defers_jitter(tree):
     ds = _dataset(tree, augmentation="imagenet")
     x, _ = next(iter(ds.train_dataset(4, epoch=0, seed=0, augment=False, defer_jitter=True)))
     assert x.shape == (4, 32, 32, 3)  # the test transform has no jitter to defer
+
+
+def test_deferred_resize_gives_the_same_eval_batches(tree):
+    # The test transform left to the accelerator: finishing the batches gives the
+    # undeferred batches, every decoder path and channel count alike, with the
+    # corrupt image skipped alike (its sentinel has the deferred structure).
+    for kwargs in (dict(augmentation="imagenet"), dict(augmentation="imagenet", channels=1)):
+        ds = _dataset(tree, **kwargs)
+        assert ds.can_defer_resize
+        plain = list(ds.eval_dataset("train", 5).as_numpy_iterator())
+        deferred = list(ds.eval_dataset("train", 5, defer_resize=True))
+        assert len(deferred) == len(plain) == 3  # 12 readable images
+        for (xa, ya), (xb, yb) in zip(plain, deferred, strict=True):
+            assert set(xb) == {deferred_resize.CANVAS_KEY, deferred_resize.GEOMETRY_KEY}
+            finished = deferred_resize.finish(
+                xb[deferred_resize.CANVAS_KEY], xb[deferred_resize.GEOMETRY_KEY]
+            )
+            np.testing.assert_allclose(xa, finished, atol=1e-3)
+            np.testing.assert_array_equal(ya, yb.numpy())
+    ds = _dataset(tree, augmentation="small")
+    assert not ds.can_defer_resize
+    x, _ = next(iter(ds.eval_dataset("test", 3, defer_resize=True)))
+    assert x.shape == (3, 32, 32, 3)  # a plain image batch

@@ -16,7 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 import keras_oltr.models as models
-from keras_oltr import data, export
+from keras_oltr import data, deferred_resize, export
 from keras_oltr.data import transforms
 
 SIZE = 224
@@ -166,6 +166,7 @@ def test_datasets_swap_test_batches_back(tmp_path):
     expected = np.stack([transforms.test_transform(tf.constant(x), 32, "imagenet") for x in images])
     batch = np.concatenate([x.numpy() for x, _ in files.eval_dataset("test", 2)])
     np.testing.assert_array_equal(batch, expected)  # file order
+    np.testing.assert_allclose(_finished(files.eval_dataset("test", 2, defer_resize=True)), expected, atol=1e-3)
     batches = files.train_dataset(2, epoch=0, seed=0, augment=False)
     for x in np.concatenate([x.numpy() for x, _ in batches]):  # sampled order
         assert min(np.abs(x - e).max() for e in expected) == 0.0
@@ -183,6 +184,80 @@ def test_datasets_swap_test_batches_back(tmp_path):
         batch = np.concatenate([x.numpy() for x, _ in arrays.eval_dataset("test", 2)])
         want = np.stack([transforms.test_transform(tf.constant(x), 32, "imagenet") for x in source])
         np.testing.assert_array_equal(batch, want)
+        deferred = arrays.eval_dataset("test", 2, defer_resize=True)
+        np.testing.assert_allclose(_finished(deferred), want, atol=1e-3)
+
+
+def _finished(batches):
+    out = []
+    for x, _ in batches:
+        assert set(x) == {deferred_resize.CANVAS_KEY, deferred_resize.GEOMETRY_KEY}
+        out.append(deferred_resize.finish(x[deferred_resize.CANVAS_KEY], x[deferred_resize.GEOMETRY_KEY]))
+    return np.concatenate([keras.ops.convert_to_numpy(x) for x in out])
+
+
+def test_a_dataset_with_its_own_test_transform_is_neither_swapped_nor_deferred():
+    # The swap and the deferred resize assume the built-in "imagenet" transform; a
+    # subclass with its own `_test_image` gets its images as it makes them.
+    class Flipped(data.ArrayDataset):
+        def _test_image(self, image):
+            return tf.image.resize(image[::-1], [32, 32])
+
+    images = np.stack([_photo(40, 60, seed=i) for i in range(2)])
+    arrays = Flipped(
+        {split: (images, np.array([0, 1])) for split in ("train", "val", "test")},
+        class_names=["a", "b"],
+        image_size=32,
+        augmentation="imagenet",
+    )
+    assert not arrays.swaps_test_axes and not arrays.can_defer_resize
+    want = tf.image.resize(images[:, ::-1], [32, 32]).numpy()
+    for batches in (arrays.eval_dataset("test", 2), arrays.eval_dataset("test", 2, defer_resize=True)):
+        np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in batches]), want)
+
+
+@pytest.mark.parametrize(
+    "shape, on_host",
+    [
+        ((300, 451), False),  # shrinks, landscape
+        ((517, 333), False),  # shrinks, portrait
+        ((150, 199), False),  # upscaled
+        ((256, 256), False),  # the crop of an unscaled image
+        ((90, 500), False),
+        ((600, 4000), True),  # shrinks by more than 2x: resampled on the host
+        ((560, 560), True),
+    ],
+)
+def test_deferred_resize_finishes_the_test_transform(shape, on_host):
+    # The canvas + geometry that the pipeline hands over, finished by keras ops, is
+    # the host's test transform (to float rounding) and PIL's resize + crop.
+    image = _photo(*shape, seed=8)
+    canvas, geometry = transforms.imagenet_test_canvas(tf.constant(image), SIZE)
+    assert canvas.dtype == tf.uint8 and canvas.shape == (2 * SIZE, 2 * SIZE, 3)
+    assert (geometry[4] == 0.0) == on_host
+    out = keras.ops.convert_to_numpy(deferred_resize.finish(canvas[None], geometry[None]))[0]
+    host = transforms.imagenet_test_transform(tf.constant(image), SIZE).numpy()
+    if on_host:
+        np.testing.assert_array_equal(out, host)  # carried bit for bit
+    else:
+        np.testing.assert_allclose(out, host, atol=1e-3)
+    short = min(shape)
+    new = [max(int(math.floor(d * 256 / short + 0.5)), 256) for d in shape]
+    top, left = (new[0] - SIZE) // 2, (new[1] - SIZE) // 2
+    resized = _pil_resize(image, *new)
+    np.testing.assert_allclose(out, resized[top : top + SIZE, left : left + SIZE], atol=2e-3)
+
+
+def test_deferred_resize_of_gray_images_and_mixed_batches():
+    # One channel, and a batch mixing deferred and host-resampled images.
+    rng = np.random.default_rng(9)
+    size, shapes = 16, [(17, 20), (40, 70), (20, 17), (18, 18)]
+    images = [rng.integers(0, 256, (*s, 1), dtype=np.uint8) for s in shapes]
+    pairs = [transforms.imagenet_test_canvas(tf.constant(x), size) for x in images]
+    assert [float(g[4]) > 0 for _, g in pairs] == [True, False, True, True]
+    out = deferred_resize.finish(tf.stack([c for c, _ in pairs]), tf.stack([g for _, g in pairs]))
+    want = np.stack([transforms.imagenet_test_transform(tf.constant(x), size) for x in images])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out), want, atol=1e-3)
 
 
 @pytest.mark.parametrize(

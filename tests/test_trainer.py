@@ -122,53 +122,76 @@ def test_inference_function_returns_the_models_outputs_as_numpy():
     np.testing.assert_allclose(logits, expected["logits"], rtol=1e-5, atol=1e-6)
 
 
-_SWAPPED_JAX_CHECK = """
+def _deferred_batch(size, channels=3):
+    """A `{canvas, geometry}` batch and the host's test crops of the same images."""
+    from keras_oltr import deferred_resize
+    from keras_oltr.data import transforms
+
+    rng = np.random.default_rng(0)
+    # Up- and down-scaled windows, and one that shrinks by more than 2x (resampled
+    # on the host, its crop carried in the canvas's bytes).
+    shapes = [(size + 1, size + 4), (size + 4, size + 1), (3 * size // 2, 2 * size), (4 * size, 5 * size)]
+    canvases, geometries, crops = [], [], []
+    for h, w in shapes:
+        image = tf.constant(rng.integers(0, 256, (h, w, channels), dtype=np.uint8))
+        canvas, geometry = transforms.imagenet_test_canvas(image, size)
+        canvases.append(canvas.numpy())
+        geometries.append(geometry.numpy())
+        crops.append(transforms.imagenet_test_transform(image, size).numpy())
+    assert [g[4] > 0 for g in geometries] == [True, True, True, False]
+    batch = {
+        deferred_resize.CANVAS_KEY: np.stack(canvases),
+        deferred_resize.GEOMETRY_KEY: np.stack(geometries),
+    }
+    return batch, np.stack(crops)
+
+
+_DEFERRED_JAX_CHECK = """
+import sys
 import numpy as np
-from keras_oltr.data.base import SWAPPED_IMAGES_KEY
 from keras_oltr.models import build_plain_model
 from keras_oltr.training.inference import inference_function
-model = build_plain_model(3, (8, 6, 3), backbone_options={"width": 4, "stem": "small"})
-images = np.random.default_rng(0).uniform(0, 255, (5, 8, 6, 3)).astype(np.float32)
-plain = inference_function(model)(images)
-swapped = inference_function(model, "logits")({SWAPPED_IMAGES_KEY: images.transpose(0, 2, 1, 3)})
-np.testing.assert_allclose(swapped, plain["logits"], rtol=1e-5, atol=1e-5)
-print("swapped ok")
+data = np.load(sys.argv[1])
+model = build_plain_model(3, (16, 16, 3), backbone_options={"width": 4, "stem": "small"})
+plain = inference_function(model)(data["crops"])
+batch = {"canvas": data["canvas"], "geometry": data["geometry"]}
+deferred = inference_function(model, "logits")(batch)
+np.testing.assert_allclose(deferred, plain["logits"], rtol=1e-4, atol=1e-4)
+print("deferred ok")
 """
 
 
-def test_inference_function_swaps_swapped_batches_back():
-    # `{SWAPPED_IMAGES_KEY: [b, W, H, C]}` batches (eval_dataset(swap_axes=True)) give
-    # the outputs of the [b, H, W, C] images, on TensorFlow (in the tf.function) and
-    # on JAX (a wrapper model compiled by predict_on_batch). H != W: a missed swap
-    # would not even fit the model.
-    from keras_oltr.data.base import SWAPPED_IMAGES_KEY
+def test_inference_function_finishes_deferred_test_batches(tmp_path):
+    # `{canvas, geometry}` batches (eval_dataset(defer_resize=True)) give the outputs
+    # of the host's test crops, on TensorFlow (in the tf.function) and on JAX (a
+    # wrapper model compiled by predict_on_batch).
     from keras_oltr.models import build_plain_model
     from keras_oltr.training.inference import inference_function
 
-    model = build_plain_model(3, (8, 6, 3), backbone_options={"width": 4, "stem": "small"})
-    images = tf.random.stateless_uniform((5, 8, 6, 3), (1, 2), maxval=255.0)
-    plain = inference_function(model)(images)
-    swapped = inference_function(model)({SWAPPED_IMAGES_KEY: tf.transpose(images, [0, 2, 1, 3])})
+    batch, crops = _deferred_batch(16)
+    model = build_plain_model(3, (16, 16, 3), backbone_options={"width": 4, "stem": "small"})
+    plain = inference_function(model)(crops)
+    deferred = inference_function(model)({k: tf.constant(v) for k, v in batch.items()})
     for key, value in plain.items():
-        np.testing.assert_allclose(swapped[key], value, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(deferred[key], value, rtol=1e-4, atol=1e-4)
+    np.savez(tmp_path / "batch.npz", crops=crops, **batch)
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     result = subprocess.run(
-        [sys.executable, "-c", _SWAPPED_JAX_CHECK],
+        [sys.executable, "-c", _DEFERRED_JAX_CHECK, str(tmp_path / "batch.npz")],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=REPO,
         env=env,
     )
-    assert result.returncode == 0 and "swapped ok" in result.stdout, result.stderr[-3000:]
+    assert result.returncode == 0 and "deferred ok" in result.stdout, result.stderr[-3000:]
 
 
-def test_with_an_accelerator_the_model_swaps_test_images_back(tmp_path, monkeypatch):
-    # With an accelerator, evaluation passes leave the test transform's last
-    # transpose to the model's call: the centroids and evaluation outputs are those
-    # of the host-swapped pipeline (validation goes through the same eval_batches).
-    from keras_oltr import data
-    from keras_oltr.data.base import SWAPPED_IMAGES_KEY
+def test_with_an_accelerator_the_model_finishes_the_test_resize(tmp_path, monkeypatch):
+    # With an accelerator, evaluation passes leave the test resize to the model's
+    # call: the centroids and evaluation outputs are those of the host pipeline
+    # (validation goes through the same eval_batches).
+    from keras_oltr import data, deferred_resize
     from keras_oltr.evaluation.evaluate import collect_top1_outputs
     from keras_oltr.models import build_plain_model
     from keras_oltr.training import centroids, inference
@@ -180,7 +203,7 @@ def test_with_an_accelerator_the_model_swaps_test_images_back(tmp_path, monkeypa
         image_size=16,
         augmentation="imagenet",
     )
-    assert dataset.swaps_test_axes
+    assert dataset.can_defer_resize
     model = build_plain_model(4, (16, 16, 3), backbone_options={"width": 4, "stem": "small"})
 
     def passes():
@@ -193,11 +216,12 @@ def test_with_an_accelerator_the_model_swaps_test_images_back(tmp_path, monkeypa
     assert not isinstance(host_x, dict)
     monkeypatch.setattr(inference, "has_accelerator", lambda: True)
     step_x, step_means, step_top1 = passes()
-    assert set(step_x) == {SWAPPED_IMAGES_KEY}
-    np.testing.assert_array_equal(tf.transpose(step_x[SWAPPED_IMAGES_KEY], [0, 2, 1, 3]), host_x)
-    np.testing.assert_allclose(step_means, host_means, rtol=1e-5, atol=1e-6)
+    assert set(step_x) == {deferred_resize.CANVAS_KEY, deferred_resize.GEOMETRY_KEY}
+    assert step_x[deferred_resize.CANVAS_KEY].dtype == tf.uint8
+    np.testing.assert_allclose(inference.model_images(step_x), host_x, atol=1e-3)
+    np.testing.assert_allclose(step_means, host_means, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(step_top1["predicted_class"], host_top1["predicted_class"])
-    np.testing.assert_allclose(step_top1["max_probability"], host_top1["max_probability"], 1e-5)
+    np.testing.assert_allclose(step_top1["max_probability"], host_top1["max_probability"], 1e-4)
 
 
 def _write_image_tree(root, num_classes=4, per_class=(30, 12, 6, 4), open_classes=2):

@@ -119,7 +119,7 @@ class ArrayDataset(base.LongTailDataset):
         self.split_labels(split)
         return self._images[split]
 
-    def _examples(self, split, indices, seeds, defer_jitter=False):
+    def _examples(self, split, indices, seeds, defer_jitter=False, defer_resize=False):
         if split not in self._tensors:
             # Converted once; the tf.data functions capture the tensor and gather rows.
             self._tensors[split] = tf.convert_to_tensor(self.split_images(split))
@@ -127,7 +127,8 @@ class ArrayDataset(base.LongTailDataset):
         labels = self.split_labels(split)[indices].astype(np.int32)
         if seeds is None:
             ds = tf.data.Dataset.from_tensor_slices((indices, labels))
-            fn = lambda i, y: (self._test_image(tf.gather(images, i)), y)
+            test = self._test_canvas if defer_resize else self._test_image
+            fn = lambda i, y: (test(tf.gather(images, i)), y)
         else:
             ds = tf.data.Dataset.from_tensor_slices((indices, labels, seeds))
             fn = lambda i, y, s: (self._train_image(tf.gather(images, i), s, defer_jitter), y)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_oltr import colour_jitter
+from keras_oltr import colour_jitter, deferred_resize
 from keras_oltr.data import base, transforms
 from keras_oltr.data.registry import register_dataset
 
@@ -319,10 +319,11 @@ class SplitFileDataset(base.LongTailDataset):
                 )
         return True
 
-    def _load(self, path, seed, training, defer_jitter):
+    def _load(self, path, seed, training, defer_jitter, defer_resize):
         contents = tf.io.read_file(path)
         if not training:
-            return self._test_image(transforms.decode_image(contents, self.channels))
+            image = transforms.decode_image(contents, self.channels)
+            return self._test_canvas(image) if defer_resize else self._test_image(image)
         if self.augmentation == "imagenet":
             return transforms.imagenet_train_transform(
                 contents,
@@ -334,7 +335,7 @@ class SplitFileDataset(base.LongTailDataset):
             )
         return self._train_image(transforms.decode_image(contents, self.channels), seed)
 
-    def _examples(self, split, indices, seeds, defer_jitter=False):
+    def _examples(self, split, indices, seeds, defer_jitter=False, defer_resize=False):
         training = seeds is not None
         paths = self.split_paths(split)[indices].astype(str)
         labels = self.split_labels(split)[indices].astype(np.int32)
@@ -344,7 +345,7 @@ class SplitFileDataset(base.LongTailDataset):
         size, channels = self.image_size, self.channels
 
         def load(path, label, seed, position):
-            return self._load(path, seed, training, defer_jitter), label, position
+            return self._load(path, seed, training, defer_jitter, defer_resize), label, position
 
         # Unreadable images raise inside the parallel map; `ignore_errors` drops them
         # and the scan below finds the gaps in the positions, reports those paths and
@@ -357,6 +358,12 @@ class SplitFileDataset(base.LongTailDataset):
         image = tf.zeros([size, size, channels])
         if defer_jitter:
             image = (image, tf.zeros([colour_jitter.NUM_PARAMETERS]))
+        elif defer_resize and not training:
+            side = deferred_resize.canvas_size(size)
+            image = (
+                tf.zeros([side, side, channels], tf.uint8),
+                tf.zeros([deferred_resize.GEOMETRY_SIZE]),
+            )
         sentinel = (
             image,
             tf.constant(0, tf.int32),

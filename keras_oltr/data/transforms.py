@@ -17,7 +17,9 @@ Two families:
   saturation 0.4); test: resize the shorter side to `size * 256 / 224`, centre crop.
   The flip and jitter can be deferred (`defer_jitter=True`): their draws are then
   returned as a parameter vector beside the resized crop, for the model's train step
-  to apply with the same function (`keras_oltr.colour_jitter`).
+  to apply with the same function (`keras_oltr.colour_jitter`). The test resize can
+  be deferred too (`imagenet_test_canvas`): the decoded input window then goes to
+  the model's call, which resamples it (`keras_oltr.deferred_resize`).
 - "small" (28-32 px data such as CIFAR or MNIST): pad-4 random crop (+ horizontal
   flip where the dataset allows it); test: plain resize to `size` (identity when the
   image already has that size).
@@ -34,7 +36,7 @@ import types
 
 import tensorflow as tf
 
-from keras_oltr import colour_jitter
+from keras_oltr import colour_jitter, deferred_resize
 
 AUGMENTATIONS = ("imagenet", "small")
 
@@ -532,14 +534,43 @@ def small_test_transform(image: tf.Tensor, size: int) -> tf.Tensor:
     return _resize_to(image, size)
 
 
+def _test_window(hw: tf.Tensor, size: int):
+    """Where the "imagenet" test crop comes from in an image of `hw` = (h, w) pixels.
+
+    The shorter side is resized to `size * 256 / 224` and the centre `size x size`
+    crop kept. Only the input rows and columns within the triangle filter's reach of
+    the crop (one pixel of the output grid, `1 / scale` input pixels when shrinking),
+    with a pixel to spare, matter: the window `[first, last)` per axis.
+
+    Returns:
+        (first, last, scale, offset): int32 `[2]` window bounds, float32 `[2]` scale
+        (resized / original size) and float32 `[2]` position of the crop in the
+        window resized by `scale` (the resampler's translation is `-offset`).
+    """
+    resize_to = int(math.floor(size * TEST_RESIZE_RATIO + 0.5))
+    shape = tf.cast(hw, tf.float32)
+    scale = resize_to / tf.reduce_min(shape)
+    new_hw = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), resize_to)
+    crop_start = tf.cast((new_hw - size) // 2, tf.float32)  # top, left in the resized image
+    scale = tf.cast(new_hw, tf.float32) / shape
+    # Cropping the input first saves work on the columns (the rows pass reads only the
+    # rows it needs anyway) and keeps the translations small, so the float32 sample
+    # positions round less.
+    reach = tf.math.ceil(1.0 / tf.minimum(scale, 1.0)) + 1.0
+    first = tf.clip_by_value(tf.cast(tf.floor(crop_start / scale - reach), tf.int32), 0, hw)
+    last = tf.cast(tf.math.ceil((crop_start + size) / scale + reach), tf.int32)
+    last = tf.clip_by_value(last, first, hw)
+    offset = crop_start - tf.cast(first, tf.float32) * scale
+    return first, last, scale, offset
+
+
 def imagenet_test_transform(image: tf.Tensor, size: int, *, swap_axes: bool = False) -> tf.Tensor:
     """Resize the shorter side to `size * 256 / 224`, then centre crop `size`.
 
     Only the `size x size` window that the crop keeps is computed (antialiased
     bilinear resampling with a translation, rows then columns), from only the input
-    window that the crop's filter reaches (the triangle filter spans one pixel of the
-    output grid, `1 / scale` input pixels when shrinking): equal to resizing the whole
-    image and cropping (the same kernel weights; float rounding of the sample
+    window that the crop's filter reaches (`_test_window`): equal to resizing the
+    whole image and cropping (the same kernel weights; float rounding of the sample
     positions aside, < 0.01 on the 0-255 scale).
 
     Args:
@@ -549,26 +580,58 @@ def imagenet_test_transform(image: tf.Tensor, size: int, *, swap_axes: bool = Fa
             leaves it; `eval_dataset` swaps whole batches back, which takes about
             three quarters of the CPU of one transpose per image.
     """
-    resize_to = int(math.floor(size * TEST_RESIZE_RATIO + 0.5))
-    hw = tf.shape(image)[:2]
-    shape = tf.cast(hw, tf.float32)
-    scale = resize_to / tf.reduce_min(shape)
-    new_hw = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), resize_to)
-    offset = (new_hw - size) // 2  # top, left of the crop in the resized image
-    scale = tf.cast(new_hw, tf.float32) / shape
-    # The input rows and columns [first, last) within the filter's reach of the
-    # crop's, with a pixel to spare. Cropping the input first saves work on the
-    # columns (the rows pass reads only the rows it needs anyway) and keeps the
-    # translations small, so the float32 sample positions round less.
-    reach = tf.math.ceil(1.0 / tf.minimum(scale, 1.0)) + 1.0
-    crop_start = tf.cast(offset, tf.float32)
-    first = tf.clip_by_value(tf.cast(tf.floor(crop_start / scale - reach), tf.int32), 0, hw)
-    last = tf.cast(tf.math.ceil((crop_start + size) / scale + reach), tf.int32)
-    last = tf.clip_by_value(last, first, hw)
+    first, last, scale, offset = _test_window(tf.shape(image)[:2], size)
     window = image[first[0] : last[0], first[1] : last[1]]
-    offset = crop_start - tf.cast(first, tf.float32) * scale  # of the crop in the window
     out = _separable_resize(
         window, [size, size], (scale[0], scale[1]), (offset[0], offset[1]), swap_axes=swap_axes
     )
     out.set_shape([size, size, image.shape[-1]])
     return out
+
+
+def imagenet_test_canvas(image: tf.Tensor, size: int):
+    """The "imagenet" test transform left for the accelerator to finish.
+
+    Returns what `keras_oltr.deferred_resize.finish` turns into
+    `imagenet_test_transform(image, size)` (see that module for the layout): the
+    uint8 input window that the crop reaches, in the top-left corner of a zero
+    `[2 * size, 2 * size, C]` canvas, and its resampling geometry. A window that does
+    not fit, or that shrinks by more than 2x (then the filter spans more taps than
+    the accelerator's fixed-size resampler has), is resampled here instead and its
+    float32 crop travels bit for bit in the canvas's bytes (geometry marks it).
+
+    Args:
+        image: uint8 `[h, w, C]`.
+        size: output height = width.
+
+    Returns:
+        (canvas, geometry): uint8 `[2 * size, 2 * size, C]` and float32
+        `[deferred_resize.GEOMETRY_SIZE]`.
+    """
+    channels = image.shape[-1]
+    side = deferred_resize.canvas_size(size)
+    first, last, scale, offset = _test_window(tf.shape(image)[:2], size)
+    extent = last - first
+    fits = tf.logical_and(
+        tf.reduce_all(extent <= side),
+        tf.reduce_all(scale >= 1.0 / deferred_resize.MAX_SHRINK),
+    )
+
+    def deferred():
+        window = tf.slice(image, tf.concat([first, [0]], 0), tf.concat([extent, [-1]], 0))
+        # Zero padding by concatenation (block copies; tf.pad of uint8 is several
+        # times slower).
+        out = tf.concat([window, tf.zeros(tf.stack([extent[0], side - extent[1], channels]), image.dtype)], 1)
+        out = tf.concat([out, tf.zeros(tf.stack([side - extent[0], side, channels]), image.dtype)], 0)
+        geometry = tf.concat([scale, -offset, tf.cast(extent, tf.float32)], 0)
+        return out, geometry
+
+    def here():
+        crop = imagenet_test_transform(image, size)
+        out = tf.reshape(tf.bitcast(crop, tf.uint8), [side, side, channels])
+        return out, tf.constant([1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+
+    canvas, geometry = tf.cond(fits, deferred, here)
+    canvas.set_shape([side, side, channels])
+    geometry.set_shape([deferred_resize.GEOMETRY_SIZE])
+    return canvas, geometry

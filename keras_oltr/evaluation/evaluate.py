@@ -25,7 +25,7 @@ from keras_oltr.evaluation.metrics import (
 from keras_oltr.evaluation.plots import write_plots
 from keras_oltr.evaluation.report import write_report
 from keras_oltr.evaluation.results import EvaluationResult
-from keras_oltr.training.inference import eval_batches, inference_function, swap_back
+from keras_oltr.training.inference import eval_batches, inference_function, model_images
 from keras_oltr.training.workdir import (  # noqa: F401  (re-exported)
     CHECKPOINTS,
     STAGE_NAMES,
@@ -65,7 +65,7 @@ def collect_top1_outputs(
             "probabilities" or "logits", and optionally "reachability" (and the OLTR
             outputs "direct_feature", "meta_embedding" that further scores need).
         batches: iterable of ``(images, labels)``; ``images`` may be
-            `eval_dataset(swap_axes=True)`'s dict, swapped back before the call.
+            `eval_dataset(defer_resize=True)`'s dict, finished before the call.
         description: shown in the log line before the progress bar.
         score_context: `open_scores.score_context(model)` (centroids, trained s);
             None computes it from ``model`` when it is a Keras model.
@@ -80,7 +80,7 @@ def collect_top1_outputs(
         score_context = open_scores.score_context(model)
 
     def call(images):
-        return model(swap_back(images), training=False)
+        return model(model_images(images), training=False)
 
     if isinstance(model, keras.Model) and keras.backend.backend() != "tensorflow":
         # One compiled call per batch shape instead of op-by-op eager execution.
@@ -192,8 +192,8 @@ def evaluate_model(
         model: a Keras model returning a dict (see module docstring).
         dataset: object with ``eval_dataset(split, batch_size)``, ``has_split(split)``,
             ``train_counts``, ``class_names`` and ``name``; one whose
-            ``swaps_test_axes`` is true is asked for ``swap_axes=True`` batches when
-            the backend has an accelerator (`eval_batches`).
+            ``can_defer_resize`` is true is asked for ``defer_resize=True`` batches
+            when the backend has an accelerator (`eval_batches`).
         out_dir: output folder.
         threshold: open-set rejection threshold on the max probability.
         convention: shot-group convention, "strict" or "inclusive".
