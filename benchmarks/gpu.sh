@@ -6,7 +6,8 @@
 #
 # Parts (default: all, in this order):
 #   precisions  keras_oltr under JAX: stage-1 and stage-2 train steps and stage-2
-#               inference, ResNet-10 at 224 px, 1000 classes, batch 256, float32 vs
+#               inference (also with the test resize in the call, as evaluation
+#               feeds it), ResNet-10 at 224 px, 1000 classes, batch 256, float32 vs
 #               mixed_bfloat16 (JAX's default float32 precision on GPU: TF32 matrix
 #               units for convolutions and dots);
 #   highest     the same in float32 with JAX_DEFAULT_MATMUL_PRECISION=highest (true
@@ -47,7 +48,8 @@ for part in $parts; do
     case $part in
     precisions)
         step model_step.txt python3 benchmarks/model_step.py --configs=resnet10_224 \
-            --batch=256 --warmup=3 --steps=20 --precisions=float32,mixed_bfloat16 ;;
+            --batch=256 --warmup=3 --steps=20 --precisions=float32,mixed_bfloat16 \
+            --deferred_resize ;;
     highest)
         step model_step_highest.txt JAX_DEFAULT_MATMUL_PRECISION=highest python3 \
             benchmarks/model_step.py --configs=resnet10_224 --batch=256 --warmup=3 \

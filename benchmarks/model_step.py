@@ -34,7 +34,10 @@ Keras then keeps the training state on the device between steps, which
 `--deferred_jitter` also times both train steps with the ImageNet-family flip and
 colour jitter inside the step (batches `{images, jitter}`, as the trainer feeds
 them when the backend has an accelerator): "stage1+jit" / "stage2+jit", with their
-cost over the plain step in the "s2/s1" column's place.
+cost over the plain step in the "s2/s1" column's place. `--deferred_resize` also
+times stage-2 inference on `{canvas, geometry}` batches, the test resize finished
+in the compiled call (`keras_oltr.deferred_resize`, as evaluation feeds the model
+when the backend has an accelerator): "infer2+rsz", with its cost over "infer2".
 """
 
 import os
@@ -49,7 +52,8 @@ from absl import app, flags
 from keras import ops
 from step_models import CONFIGS, build_models, train_job
 
-from keras_oltr import colour_jitter
+from keras_oltr import colour_jitter, deferred_resize
+from keras_oltr.training.inference import with_deferred_resize
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("warmup", 2, "Untimed steps per model (the first one traces).")
@@ -75,6 +79,12 @@ flags.DEFINE_integer("fit_steps", 10, "Train steps per timed model.fit call (--l
 flags.DEFINE_bool(
     "deferred_jitter", False, "Also time the train steps with the flip + colour jitter in them."
 )
+flags.DEFINE_bool(
+    "deferred_resize", False, "Also time stage-2 inference with the test resize in the call."
+)
+# The geometry of a 500 x 375 photo's 224 px test crop (what
+# `transforms.imagenet_test_canvas` gives): scale, translation, window extent.
+_PHOTO_GEOMETRY = [0.68266666, 0.682, -2.3466663, -2.0760002, 335.0, 335.0]
 
 
 def _jitter_parameters(batch, seed=0):
@@ -90,7 +100,7 @@ def _jitter_parameters(batch, seed=0):
     return ops.convert_to_tensor(np.array(rows, np.float32))
 
 
-def _jobs(cfg, variant, loop, fit_steps, deferred_jitter):
+def _jobs(cfg, variant, loop, fit_steps, deferred_jitter, resize_in_call=False):
     """The timed jobs of one setting for one (precision, batch norm) variant.
 
     Each job is (callable, number of steps one call runs).
@@ -116,14 +126,25 @@ def _jobs(cfg, variant, loop, fit_steps, deferred_jitter):
         }
         jobs[(variant, "stage1+jit")] = train_job(plain, deferred, y, loop, fit_steps)
         jobs[(variant, "stage2+jit")] = train_job(oltr, deferred, y, loop, fit_steps)
+    if resize_in_call and cfg["input_shape"][0] == 224:
+        side = deferred_resize.canvas_size(224)
+        shape = (cfg["batch"], side, side, cfg["input_shape"][-1])
+        batch = {
+            deferred_resize.CANVAS_KEY: ops.cast(keras.random.randint(shape, 0, 256, seed=3), "uint8"),
+            deferred_resize.GEOMETRY_KEY: ops.tile(
+                ops.convert_to_tensor([_PHOTO_GEOMETRY], "float32"), (cfg["batch"], 1)
+            ),
+        }
+        finishing = with_deferred_resize(oltr)
+        jobs[(variant, "infer2+rsz")] = ((lambda: finishing.predict_on_batch(batch)), 1)
     return jobs
 
 
-def _run(cfg, variants, warmup, steps, loop, fit_steps, deferred_jitter):
+def _run(cfg, variants, warmup, steps, loop, fit_steps, deferred_jitter, resize_in_call):
     """Median step time of every (variant, job); the jobs of all variants interleave."""
     jobs = {}
     for variant in variants:
-        jobs.update(_jobs(cfg, variant, loop, fit_steps, deferred_jitter))
+        jobs.update(_jobs(cfg, variant, loop, fit_steps, deferred_jitter, resize_in_call))
     for job, _ in jobs.values():
         for _ in range(warmup):
             job()
@@ -167,6 +188,7 @@ def main(argv):
             FLAGS.loop,
             FLAGS.fit_steps,
             FLAGS.deferred_jitter,
+            FLAGS.deferred_resize,
         )
         for (variant, stage), step in medians.items():
             ratio = ""
@@ -174,6 +196,8 @@ def main(argv):
                 ratio = f"{step / medians[(variant, 'stage1')]:6.2f}"
             elif stage.endswith("+jit"):  # the jitter's cost: this step / the plain one
                 ratio = f"{step / medians[(variant, stage[:-4])]:6.2f}"
+            elif stage == "infer2+rsz":  # the resize's cost: this call / plain inference
+                ratio = f"{step / medians[(variant, 'infer2')]:6.2f}"
             speedup = f"{medians[(base, stage)] / step:19.2f}x"
             print(
                 f"{name:<14} {variant[0]:<15} {variant[1]:<6} {stage:<10} {cfg['batch']:>5} "
