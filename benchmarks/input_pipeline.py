@@ -302,7 +302,9 @@ def _torchvision(root, paths, size):
 build_seconds = []  # CPU seconds to build a dataset pipeline and its iterator
 
 
-def _dataset_epoch(root, split, size, batch, defer_jitter=False, evaluation=False, defer_resize=False):
+def _dataset_epoch(
+    root, split, size, batch, defer_jitter=False, evaluation=False, defer_resize=False
+):
     ds = SplitFileDataset(data_root=root, split_files={"train": split}, image_size=size)
     epochs = iter(range(1, 1_000_000))
 

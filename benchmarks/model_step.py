@@ -130,7 +130,9 @@ def _jobs(cfg, variant, loop, fit_steps, deferred_jitter, resize_in_call=False):
         side = deferred_resize.canvas_size(224)
         shape = (cfg["batch"], side, side, cfg["input_shape"][-1])
         batch = {
-            deferred_resize.CANVAS_KEY: ops.cast(keras.random.randint(shape, 0, 256, seed=3), "uint8"),
+            deferred_resize.CANVAS_KEY: ops.cast(
+                keras.random.randint(shape, 0, 256, seed=3), "uint8"
+            ),
             deferred_resize.GEOMETRY_KEY: ops.tile(
                 ops.convert_to_tensor([_PHOTO_GEOMETRY], "float32"), (cfg["batch"], 1)
             ),

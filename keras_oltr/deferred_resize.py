@@ -4,9 +4,9 @@ The test transform resizes the shorter side to `S * 256 / 224` (antialiased
 bilinear, PIL's semantics) and keeps the centre `S x S` crop. On the host
 (`keras_oltr.data.transforms.imagenet_test_transform`) that is one resampling pass
 over the rows, a transpose and one over the columns: about half of the host's CPU
-per test image, the JPEG decode most of the rest. With an accelerator, the input pipeline
-can stop after the decode (`eval_dataset(..., defer_resize=True)`) and hand over,
-per image:
+per test image, the JPEG decode most of the rest. With an accelerator, the input
+pipeline can stop after the decode (`eval_dataset(..., defer_resize=True)`) and
+hand over, per image:
 
 - `canvas`, uint8 `[2S, 2S, C]`: the input window that the crop's filter reaches
   (`transforms._test_window`), in the top-left corner, zeros elsewhere;
@@ -47,7 +47,7 @@ def canvas_size(size: int) -> int:
 
 
 def _taps(scale, translate, extent, out_size, side):
-    """Per output pixel: `MAX_TAPS` input indices and their weights, `[B, out_size, K]`.
+    """Per tap k < `MAX_TAPS`: input indices and weights, lists of `[B, out_size]`.
 
     TensorFlow's span computation (kernels/image/scale_and_translate_op.cc) for the
     triangle kernel with antialiasing, in float32: the span of output pixel i runs
@@ -71,9 +71,7 @@ def _taps(scale, translate, extent, out_size, side):
     for k in range(MAX_TAPS):
         source = start + float(k)
         position = ops.abs((source + 0.5 - sample) * one_over_kernel_scale)
-        weight = ops.where(
-            ops.logical_and(source < end, position < 1.0), 1.0 - position, 0.0
-        )
+        weight = ops.where(ops.logical_and(source < end, position < 1.0), 1.0 - position, 0.0)
         total = total + weight  # in span order, as the kernel sums
         weights.append(weight)
         indices.append(ops.cast(ops.minimum(source, float(side - 1)), "int32"))
@@ -94,7 +92,7 @@ def _resample_rows(images, scale, translate, extent, out_size):
     rows = ops.reshape(images, (-1, m * channels))
     first_row = ops.arange(ops.shape(images)[0], dtype="int32")[:, None] * n
     out = None
-    for index, weight in zip(indices, weights):
+    for index, weight in zip(indices, weights, strict=True):
         taken = ops.take(rows, ops.reshape(index + first_row, (-1,)), axis=0)
         taken = ops.reshape(ops.cast(taken, "float32"), (-1, out_size, m * channels))
         term = weight[:, :, None] * taken

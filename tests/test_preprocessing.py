@@ -166,7 +166,9 @@ def test_datasets_swap_test_batches_back(tmp_path):
     expected = np.stack([transforms.test_transform(tf.constant(x), 32, "imagenet") for x in images])
     batch = np.concatenate([x.numpy() for x, _ in files.eval_dataset("test", 2)])
     np.testing.assert_array_equal(batch, expected)  # file order
-    np.testing.assert_allclose(_finished(files.eval_dataset("test", 2, defer_resize=True)), expected, atol=1e-3)
+    np.testing.assert_allclose(
+        _finished(files.eval_dataset("test", 2, defer_resize=True)), expected, atol=1e-3
+    )
     batches = files.train_dataset(2, epoch=0, seed=0, augment=False)
     for x in np.concatenate([x.numpy() for x, _ in batches]):  # sampled order
         assert min(np.abs(x - e).max() for e in expected) == 0.0
@@ -192,7 +194,9 @@ def _finished(batches):
     out = []
     for x, _ in batches:
         assert set(x) == {deferred_resize.CANVAS_KEY, deferred_resize.GEOMETRY_KEY}
-        out.append(deferred_resize.finish(x[deferred_resize.CANVAS_KEY], x[deferred_resize.GEOMETRY_KEY]))
+        out.append(
+            deferred_resize.finish(x[deferred_resize.CANVAS_KEY], x[deferred_resize.GEOMETRY_KEY])
+        )
     return np.concatenate([keras.ops.convert_to_numpy(x) for x in out])
 
 
@@ -212,7 +216,10 @@ def test_a_dataset_with_its_own_test_transform_is_neither_swapped_nor_deferred()
     )
     assert not arrays.swaps_test_axes and not arrays.can_defer_resize
     want = tf.image.resize(images[:, ::-1], [32, 32]).numpy()
-    for batches in (arrays.eval_dataset("test", 2), arrays.eval_dataset("test", 2, defer_resize=True)):
+    for batches in (
+        arrays.eval_dataset("test", 2),
+        arrays.eval_dataset("test", 2, defer_resize=True),
+    ):
         np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in batches]), want)
 
 

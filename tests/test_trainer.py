@@ -130,7 +130,12 @@ def _deferred_batch(size, channels=3):
     rng = np.random.default_rng(0)
     # Up- and down-scaled windows, and one that shrinks by more than 2x (resampled
     # on the host, its crop carried in the canvas's bytes).
-    shapes = [(size + 1, size + 4), (size + 4, size + 1), (3 * size // 2, 2 * size), (4 * size, 5 * size)]
+    shapes = [
+        (size + 1, size + 4),
+        (size + 4, size + 1),
+        (3 * size // 2, 2 * size),
+        (4 * size, 5 * size),
+    ]
     canvases, geometries, crops = [], [], []
     for h, w in shapes:
         image = tf.constant(rng.integers(0, 256, (h, w, channels), dtype=np.uint8))

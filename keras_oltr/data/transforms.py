@@ -169,9 +169,7 @@ def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
             return tf.cond(cmyk, via_rgb, native)
 
         png = tf.equal(tf.strings.substr(contents, 0, 8), b"\x89PNG\r\n\x1a\n")
-        image = tf.cond(
-            tf.io.is_jpeg(contents), jpeg, lambda: tf.cond(png, native, via_rgb)
-        )
+        image = tf.cond(tf.io.is_jpeg(contents), jpeg, lambda: tf.cond(png, native, via_rgb))
     else:
         image = tf.io.decode_image(contents, channels=channels, expand_animations=False)
     image.set_shape([None, None, channels])
@@ -621,8 +619,12 @@ def imagenet_test_canvas(image: tf.Tensor, size: int):
         window = tf.slice(image, tf.concat([first, [0]], 0), tf.concat([extent, [-1]], 0))
         # Zero padding by concatenation (block copies; tf.pad of uint8 is several
         # times slower).
-        out = tf.concat([window, tf.zeros(tf.stack([extent[0], side - extent[1], channels]), image.dtype)], 1)
-        out = tf.concat([out, tf.zeros(tf.stack([side - extent[0], side, channels]), image.dtype)], 0)
+        out = tf.concat(
+            [window, tf.zeros(tf.stack([extent[0], side - extent[1], channels]), image.dtype)], 1
+        )
+        out = tf.concat(
+            [out, tf.zeros(tf.stack([side - extent[0], side, channels]), image.dtype)], 0
+        )
         geometry = tf.concat([scale, -offset, tf.cast(extent, tf.float32)], 0)
         return out, geometry
 
