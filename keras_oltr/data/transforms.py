@@ -578,7 +578,10 @@ def imagenet_test_transform(image: tf.Tensor, size: int, *, swap_axes: bool = Fa
             leaves it; `eval_dataset` swaps whole batches back, which takes about
             three quarters of the CPU of one transpose per image.
     """
-    first, last, scale, offset = _test_window(tf.shape(image)[:2], size)
+    return _test_crop(image, size, *_test_window(tf.shape(image)[:2], size), swap_axes=swap_axes)
+
+
+def _test_crop(image, size, first, last, scale, offset, *, swap_axes=False):
     window = image[first[0] : last[0], first[1] : last[1]]
     out = _separable_resize(
         window, [size, size], (scale[0], scale[1]), (offset[0], offset[1]), swap_axes=swap_axes
@@ -629,7 +632,7 @@ def imagenet_test_canvas(image: tf.Tensor, size: int):
         return out, geometry
 
     def here():
-        crop = imagenet_test_transform(image, size)
+        crop = _test_crop(image, size, first, last, scale, offset)
         out = tf.reshape(tf.bitcast(crop, tf.uint8), [side, side, channels])
         return out, tf.constant([1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
 
