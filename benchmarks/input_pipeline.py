@@ -50,7 +50,7 @@ import tensorflow as tf
 from absl import app, flags
 from PIL import Image
 
-from keras_oltr.data import SplitFileDataset, transforms
+from keras_oltr.data import SplitFileDataset, augment, decode, transforms
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_images", 512, "JPEGs to generate.")
@@ -93,8 +93,8 @@ def _before_crop_box(image_hw, seed):
         bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
         seed=seed,
         min_object_covered=0.0,
-        aspect_ratio_range=transforms.CROP_RATIO,
-        area_range=transforms.CROP_SCALE,
+        aspect_ratio_range=augment.CROP_RATIO,
+        area_range=augment.CROP_SCALE,
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
@@ -109,7 +109,7 @@ def _before_gray(image):
     return tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
 
 
-def _before_jitter(image, seed, x=transforms.JITTER):
+def _before_jitter(image, seed, x=augment.JITTER):
     seeds = tf.random.experimental.stateless_split(seed, num=4)
     factors = tf.random.stateless_uniform([3], seeds[0], minval=1.0 - x, maxval=1.0 + x)
 
@@ -136,7 +136,7 @@ def _before_jitter(image, seed, x=transforms.JITTER):
         return fn
 
     choice = tf.random.stateless_uniform([], seeds[1], minval=0, maxval=6, dtype=tf.int32)
-    return tf.switch_case(choice, [apply(p) for p in transforms._ORDERS])
+    return tf.switch_case(choice, [apply(p) for p in augment._ORDERS])
 
 
 def _before_train(contents, size, seed):
@@ -168,20 +168,18 @@ def _now_stages(size):
 
     def crop(contents, seed):
         seeds = tf.random.experimental.stateless_split(seed, num=3)
-        y, x, h, w = transforms._random_crop_box(
-            tf.image.extract_jpeg_shape(contents)[:2], seeds[0]
-        )
+        y, x, h, w = augment._random_crop_box(tf.image.extract_jpeg_shape(contents)[:2], seeds[0])
         return tf.image.decode_and_crop_jpeg(contents, tf.stack([y, x, h, w]), channels=3)
 
     def resized(contents, seed):
         seeds = tf.random.experimental.stateless_split(seed, num=3)
-        return transforms.decode_random_resized_crop(contents, size, 3, seeds[0])
+        return augment.decode_random_resized_crop(contents, size, 3, seeds[0])
 
     return {
         "read": lambda contents, seed: tf.strings.length(contents),
         "+ decode crop window": crop,
         "+ resize": resized,
-        "+ flip, jitter (= train)": lambda c, s: transforms.imagenet_train_transform(c, size, 3, s),
+        "+ flip, jitter (= train)": lambda c, s: augment.imagenet_train_transform(c, size, 3, s),
     }
 
 
@@ -203,17 +201,17 @@ def _tf_pipelines(paths, size, batch):
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def test_swapped(contents, seed):
-        image = transforms.decode_image(contents, 3)
+        image = decode.decode_image(contents, 3)
         return transforms.imagenet_test_transform(image, size, swap_axes=True)
 
     def test_deferred(contents, seed):
-        return transforms.imagenet_test_canvas(transforms.decode_image(contents, 3), size)
+        return transforms.imagenet_test_canvas(decode.decode_image(contents, 3), size)
 
     pipelines = {
         "train before": pipeline(lambda c, s: _before_train(c, size, s)),
-        "train now": pipeline(lambda c, s: transforms.imagenet_train_transform(c, size, 3, s)),
+        "train now": pipeline(lambda c, s: augment.imagenet_train_transform(c, size, 3, s)),
         "train now, jitter in step": pipeline(
-            lambda c, s: transforms.imagenet_train_transform(c, size, 3, s, defer_jitter=True)
+            lambda c, s: augment.imagenet_train_transform(c, size, 3, s, defer_jitter=True)
         ),
         "test before": pipeline(lambda c, s: _before_test(c, size)),
         # As `eval_dataset` runs it: each image comes out of the resampler transposed,

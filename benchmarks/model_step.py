@@ -53,7 +53,7 @@ from keras import ops
 from step_models import CONFIGS, build_models, train_job
 
 from keras_oltr import colour_jitter, deferred_resize
-from keras_oltr.training.inference import with_deferred_resize
+from keras_oltr.inference.batches import with_deferred_resize
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("warmup", 2, "Untimed steps per model (the first one traces).")

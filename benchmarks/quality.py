@@ -44,7 +44,10 @@ def main(argv):
         load_metrics_json,
         results_row,
     )
-    from keras_oltr.training import Workdir, get_preset, run_experiment
+    from keras_oltr.experiment import run_experiment
+    from keras_oltr.models import load_stage_model
+    from keras_oltr.presets import get_preset
+    from keras_oltr.runs import Workdir
 
     logging.set_verbosity(logging.INFO)
     base = get_preset(FLAGS.dataset or FLAGS.preset)
@@ -74,7 +77,7 @@ def main(argv):
         start = time.time()
         run_experiment(plain_config, plain_dir, stage="1", verbose=0)
         metrics = evaluate_model(
-            plain_dir.load_model(1, "best"),
+            load_stage_model(plain_dir, 1, "best"),
             dataset,
             plain_dir.eval_dir(1),
             threshold=config.threshold,

@@ -19,9 +19,10 @@ code: a SavedModel graph can read and write files, so only load models you trust
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from keras_oltr import export
+from keras_oltr.cli import print_error, run
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel dir, .tflite or .onnx file.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON document instead of a table.")
@@ -37,7 +38,7 @@ flags.mark_flag_as_required("model")
 def main(argv):
     paths = argv[1:]
     if not paths:
-        raise app.UsageError("Give at least one image file.")
+        return print_error("Give at least one image file.")
     for flag in (_BATCH, _MAX_PIXELS):
         if flag.value < 1:
             print(f"error: --{flag.name} must be positive. Received: {flag.value}", file=sys.stderr)
@@ -75,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -8,9 +8,10 @@ shape). A user error ends with one line on stderr and exit status 2.
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from keras_oltr import export
+from keras_oltr.cli import run
 from keras_oltr.export import cli
 
 _FLAGS = cli.define_workdir_flags()
@@ -31,10 +32,5 @@ def _convert():
     print(f"{path} ({os.path.getsize(path)} bytes)")
 
 
-def main(argv):
-    del argv
-    return cli.run(_convert)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    run(cli.main_of(_convert))

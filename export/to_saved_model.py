@@ -10,9 +10,10 @@ threshold_selection), else the max probability at 0.1; assets.extra/oltr_export.
 records which. A user error ends with one line on stderr and exit status 2.
 """
 
-from absl import app, flags
+from absl import flags
 
 from keras_oltr import export
+from keras_oltr.cli import run
 from keras_oltr.export import cli
 
 _FLAGS = cli.define_workdir_flags()
@@ -39,10 +40,5 @@ def _export():
     print(f"{path} ({trained.open_score} >= {trained.threshold:g}, {trained.threshold_source})")
 
 
-def main(argv):
-    del argv
-    return cli.run(_export)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    run(cli.main_of(_export))

@@ -11,7 +11,7 @@ per-pixel gray level for saturation (ITU-R 601-2 luma, 0.299 R + 0.587 G +
 0.114 B, as PIL's convert("L")); the three ops run in a random order, each with
 its own factor drawn from `[1 - 0.4, 1 + 0.4]`.
 
-The random draws happen in the input pipeline (`keras_oltr.data.transforms`,
+The random draws happen in the input pipeline (`keras_oltr.data.augment`,
 stateless, from each example's seed) and are written as a float32 vector of
 `NUM_PARAMETERS` per image:
 
@@ -49,7 +49,7 @@ def flip_and_jitter(images, parameters, xp=None):
         xp: the array functions to use: `convert_to_tensor`, `mean`, `clip`,
             `where`, `flip` and `transpose` with keras.ops' signatures; default
             keras.ops. The input pipeline passes TensorFlow's
-            (`keras_oltr.data.transforms`).
+            (`keras_oltr.data.augment`).
 
     Returns:
         float32 `[B, H, W, 3]` in `[0, 255]`.

@@ -80,7 +80,8 @@ def _no_val(lines):
 def _existing_run(tmp_path):
     import dataclasses
 
-    from keras_oltr.training import Workdir, get_preset, smoke
+    from keras_oltr.presets import get_preset, smoke
+    from keras_oltr.runs import Workdir
 
     config = smoke(get_preset("mixed_mnist_lt"))
     config = dataclasses.replace(config, stage1=dataclasses.replace(config.stage1, epochs=5))
@@ -114,6 +115,12 @@ CASES = [
     ),
     ("batch_too_large", lambda t: _custom(t) + ["--batch_size=64"], ["global_batch_size=64"]),
     ("other_config", _existing_run, ["another configuration", "stage1.epochs: 5 -> 2"]),
+    ("config_field_typo", lambda t: ["--config.stage2.epoch=5"], ["config.stage2.epochs"]),
+    (
+        "config_field_bad_value",
+        lambda t: ["--config.stage2.momentum=1.5"],
+        ["--config.stage2.momentum", "[0, 1)"],
+    ),
 ]
 
 
@@ -200,8 +207,8 @@ def test_custom_dataset_takes_name_and_reads_image_size_and_channels(tmp_path):
 def test_default_run_name_follows_the_dataset():
     import dataclasses
 
-    from keras_oltr.training import get_preset, smoke
-    from keras_oltr.training.trainer import default_run_name
+    from keras_oltr.experiment import default_run_name
+    from keras_oltr.presets import get_preset, smoke
 
     preset = get_preset("mixed_mnist_lt")
     assert default_run_name(preset) == "mixed_mnist_lt"

@@ -6,7 +6,7 @@ import tensorflow as tf
 from numpy_reference import np_colour_jitter
 
 from keras_oltr import colour_jitter, data
-from keras_oltr.data import samplers, transforms
+from keras_oltr.data import augment, decode, samplers, transforms
 
 COUNTS = (40, 20, 12, 6, 2)  # 80 train images, 5 classes
 BATCH = 8  # 10 steps per epoch
@@ -180,8 +180,8 @@ def test_imagenet_transforms_rgb():
     rng = np.random.default_rng(0)
     image = tf.constant(rng.integers(0, 256, (300, 260, 3), dtype=np.uint8))
     seed = tf.constant([1, 2], tf.int64)
-    out = transforms.imagenet_train_transform_array(image, 224, seed)
-    again = transforms.imagenet_train_transform_array(image, 224, seed)
+    out = augment.imagenet_train_transform_array(image, 224, seed)
+    again = augment.imagenet_train_transform_array(image, 224, seed)
     assert out.shape == (224, 224, 3) and out.dtype == tf.float32
     np.testing.assert_array_equal(out.numpy(), again.numpy())
     assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 255.0
@@ -199,24 +199,24 @@ def test_color_jitter_matches_numpy_formula():
     image = rng.uniform(10, 245, (6, 5, 3)).astype(np.float32)
     seed = tf.constant([4, 5], tf.int64)
     # Brightness alone: clip(x * f) with one factor f in [0.6, 1.4].
-    out = transforms.color_jitter(tf.constant(image), seed, 0.4, 0.0, 0.0).numpy()
+    out = augment.color_jitter(tf.constant(image), seed, 0.4, 0.0, 0.0).numpy()
     f = out.flat[0] / image.flat[0]
     assert 0.6 <= f <= 1.4 and abs(f - 1.0) > 1e-3
     np.testing.assert_allclose(out, np.clip(image * f, 0, 255), atol=1e-3)
     # Saturation alone: blend with the ITU-R 601 gray image.
     gray = image @ np.array([0.299, 0.587, 0.114], np.float32)
-    out = transforms.color_jitter(tf.constant(image), seed, 0.0, 0.0, 0.4).numpy()
+    out = augment.color_jitter(tf.constant(image), seed, 0.0, 0.0, 0.4).numpy()
     g = gray[..., None]
     f = (out.flat[0] - g.flat[0]) / (image.flat[0] - g.flat[0])
     assert 0.6 <= f <= 1.4
     np.testing.assert_allclose(out, np.clip((image - g) * f + g, 0, 255), atol=1e-3)
     # Contrast alone: blend with the mean gray level.
-    out = transforms.color_jitter(tf.constant(image), seed, 0.0, 0.4, 0.0).numpy()
+    out = augment.color_jitter(tf.constant(image), seed, 0.0, 0.4, 0.0).numpy()
     m = gray.mean()
     f = (out.flat[0] - m) / (image.flat[0] - m)
     np.testing.assert_allclose(out, np.clip((image - m) * f + m, 0, 255), atol=1e-2)
     # Zero ranges: identity.
-    same = transforms.color_jitter(tf.constant(image), seed, 0.0, 0.0, 0.0).numpy()
+    same = augment.color_jitter(tf.constant(image), seed, 0.0, 0.0, 0.0).numpy()
     np.testing.assert_allclose(same, image, atol=1e-3)
 
 
@@ -262,7 +262,7 @@ def test_decoded_jpeg_window_equals_decode_then_crop(channels):
     # The train transform decodes only the crop window (plus a margin); its pixels must
     # be exactly those of decoding the whole JPEG and cropping it, as PIL does.
     encoded = tf.io.encode_jpeg(tf.constant(_smooth_rgb(240, 320)), quality=90)
-    whole = transforms.decode_image(encoded, channels).numpy()
+    whole = decode.decode_image(encoded, channels).numpy()
     rng = np.random.default_rng(0)
     boxes = [(0, 0, 240, 320), (13, 7, 101, 57), (200, 300, 40, 20), (239, 319, 1, 1)]
     for _ in range(40):
@@ -270,7 +270,7 @@ def test_decoded_jpeg_window_equals_decode_then_crop(channels):
         boxes.append((rng.integers(0, 241 - h), rng.integers(0, 321 - w), h, w))
     raw_differs = 0
     for y, x, h, w in boxes:
-        window = transforms.decode_jpeg_window(encoded, (y, x, h, w), channels).numpy()
+        window = decode.decode_jpeg_window(encoded, (y, x, h, w), channels).numpy()
         np.testing.assert_array_equal(window, whole[y : y + h, x : x + w])
         raw = tf.image.decode_and_crop_jpeg(encoded, [y, x, h, w], channels=channels).numpy()
         raw_differs += int(not np.array_equal(raw, whole[y : y + h, x : x + w]))
@@ -286,8 +286,8 @@ def test_fused_jitter_matches_numpy_in_every_order(order):
     # Strong factors, so that the clipping between ops matters and the order shows.
     image = _smooth_rgb(40, 30).astype(np.float32)
     factors = np.array([1.4, 0.6, 1.35], np.float32)
-    parameters = transforms.jitter_vector(False, tf.constant(factors), tf.constant(order))
-    got = transforms.apply_flip_and_jitter(tf.constant(image), parameters)
+    parameters = augment.jitter_vector(False, tf.constant(factors), tf.constant(order))
+    got = augment.apply_flip_and_jitter(tf.constant(image), parameters)
     np.testing.assert_allclose(got.numpy(), np_colour_jitter(image, factors, order), atol=2e-3)
     other = np_colour_jitter(image, factors, order[::-1])
     assert np.abs(other - np_colour_jitter(image, factors, order)).max() > 1.0
@@ -300,7 +300,7 @@ def test_flip_and_jitter_use_the_documented_draws():
     flips = 0
     for i in range(12):
         seeds = tf.random.experimental.stateless_split(tf.constant([i, 5], tf.int64), num=3)
-        got = transforms._flip_and_jitter(image, seeds, flip=True).numpy()
+        got = augment._flip_and_jitter(image, seeds, flip=True).numpy()
         flipped = tf.image.stateless_random_flip_left_right(image, seeds[1]).numpy()
         flips += int(not np.array_equal(flipped, image.numpy()))
         jitter_seeds = tf.random.experimental.stateless_split(seeds[2], num=4)
@@ -308,7 +308,7 @@ def test_flip_and_jitter_use_the_documented_draws():
             [3], jitter_seeds[0], minval=[0.6, 0.6, 0.6], maxval=[1.4, 1.4, 1.4]
         ).numpy()
         choice = int(tf.random.stateless_uniform([], jitter_seeds[1], 0, 6, dtype=tf.int32))
-        expected = np_colour_jitter(flipped, factors, transforms._ORDERS[choice])
+        expected = np_colour_jitter(flipped, factors, augment._ORDERS[choice])
         np.testing.assert_allclose(got, expected, atol=2e-3)
     assert 0 < flips < 12
 

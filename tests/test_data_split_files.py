@@ -8,7 +8,6 @@ from absl import logging
 from PIL import Image
 
 from keras_oltr import colour_jitter, data, deferred_resize
-from keras_oltr.data import split_files
 
 # (PIL mode, extension) cycled over the images: every decoder path is exercised.
 MODES = [
@@ -160,7 +159,7 @@ def test_every_bad_split_case_in_one_error(tree, tmp_path):
         ]
     )
     split = _write_files(tmp_path, root, text + "\n")
-    with pytest.raises(split_files.SplitFileError) as info:
+    with pytest.raises(data.SplitFileError) as info:
         data.SplitFileDataset(data_root=root, split_files=split, num_classes=4)
     message = str(info.value)
     problems = info.value.problems
@@ -178,7 +177,7 @@ def test_error_quotes_a_sample_and_counts_all(tree, tmp_path):
     root, _, _ = tree
     text = "".join(f"c0/missing{i}.jpg 0\n" for i in range(25)) + "c0/img 0.jpg 0\n"
     split = _write_files(tmp_path, root, text)
-    with pytest.raises(split_files.SplitFileError, match="missing image files: 25 in all") as info:
+    with pytest.raises(data.SplitFileError, match="missing image files: 25 in all") as info:
         data.SplitFileDataset(data_root=root, split_files=split)
     assert "... and 15 more" in str(info.value)
     assert len(info.value.problems["missing"]) == 25
@@ -188,7 +187,7 @@ def test_open_file_with_known_labels_is_rejected(tree, tmp_path):
     root, files, _ = tree
     open_path = tmp_path / "Bad_open.txt"
     open_path.write_text("open/o0.jpg 1\n")
-    with pytest.raises(split_files.SplitFileError, match=r"Bad_open.txt:1: label 1, expected -1"):
+    with pytest.raises(data.SplitFileError, match=r"Bad_open.txt:1: label 1, expected -1"):
         data.SplitFileDataset(
             data_root=root, split_files={"train": files["train"], "open": str(open_path)}
         )
@@ -214,7 +213,7 @@ def test_imagenet_lt_and_custom_builders(tree, tmp_path):
     for split in ("train", "val", "test", "open"):
         src = files["test"] if split == "val" else files[split]
         (split_dir / f"ImageNet_LT_{split}.txt").write_text(open(src).read())
-    with pytest.raises(split_files.SplitFileError, match="classes with zero train images: 997"):
+    with pytest.raises(data.SplitFileError, match="classes with zero train images: 997"):
         data.get_dataset("imagenet_lt", data_root=root, split_dir=str(split_dir))
     names = tmp_path / "names.txt"
     names.write_text("cat\ndog\nfox\n")
@@ -237,7 +236,7 @@ def test_paths_leaving_data_root_are_refused_unless_allowed(tree, tmp_path):
     lines = open(files["train"]).read().splitlines()
     text = "\n".join([*lines, "../outside.png 1", f"{outside} 2"]) + "\n"
     split = _write_files(tmp_path, root, text)
-    with pytest.raises(split_files.SplitFileError) as info:
+    with pytest.raises(data.SplitFileError) as info:
         data.SplitFileDataset(data_root=root, split_files=split, image_size=32)
     assert len(info.value.problems["outside"]) == 2
     assert f"Bad_train.txt:{len(lines) + 1}: ../outside.png" in str(info.value)
@@ -252,7 +251,7 @@ def test_label_typo_is_reported_without_sizing_by_it(tree, tmp_path):
     lines = open(files["train"]).read().splitlines()
     lines[1] = lines[1].rsplit(" ", 1)[0] + " 1000000000"
     split = _write_files(tmp_path, root, "\n".join(lines) + "\n")
-    with pytest.raises(split_files.SplitFileError, match="Bad_train.txt:2: label 1000000000"):
+    with pytest.raises(data.SplitFileError, match="Bad_train.txt:2: label 1000000000"):
         data.SplitFileDataset(data_root=root, split_files=split, image_size=32)
 
 
@@ -264,14 +263,14 @@ def test_image_in_two_splits_warns_or_fails(tree, monkeypatch):
     monkeypatch.setattr(logging, "warning", lambda msg, *args: warnings.append(msg % args))
     _dataset(tree)
     assert any("listed in two splits" in w and "Toy_test.txt:4" in w for w in warnings)
-    with pytest.raises(split_files.SplitFileError, match="also in the train split"):
+    with pytest.raises(data.SplitFileError, match="also in the train split"):
         _dataset(tree, split_overlap="error")
 
 
 def test_empty_train_file_is_named_as_such(tree, tmp_path):
     root, _, _ = tree
     split = _write_files(tmp_path, root, "\n")
-    with pytest.raises(split_files.SplitFileError) as info:
+    with pytest.raises(data.SplitFileError) as info:
         data.SplitFileDataset(data_root=root, split_files=split)
     assert set(info.value.problems) == {"empty_split"}
 

@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras_oltr.data
+from keras_oltr import run_evaluation
 from keras_oltr.evaluation import evaluate as E
 from keras_oltr.evaluation import metrics as M
+from keras_oltr.evaluation import metrics_file as F
 from keras_oltr.evaluation import plots as P
 from keras_oltr.evaluation import report as R
+from keras_oltr.evaluation import tables as T
+from keras_oltr.runs import CheckpointNotFoundError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -87,7 +90,7 @@ def test_write_report_json_validates_and_markdown_has_table(tmp_path):
     )
     with open(tmp_path / "metrics.json") as f:
         loaded = json.load(f)
-    R.validate_metrics_json(loaded)
+    F.validate_metrics_json(loaded)
     assert loaded == json.loads(json.dumps(document.to_dict()))
     assert document.metrics == metrics
     assert loaded["metrics"]["conventions"]["shot_groups"] == "strict"
@@ -108,8 +111,8 @@ def test_report_prints_na_for_empty_group_and_missing_reachability(tmp_path):
     R.write_report(metrics, str(tmp_path), model_name="plain", dataset_name="tiny")
     report = (tmp_path / "report.md").read_text()
     table_row = next(line for line in report.splitlines() if line.startswith("| plain"))
-    # closed medium/few, open medium/few, and the two val-rule columns (no val split)
-    assert table_row.count("n/a") == 6
+    # closed medium/few, and the two val-rule columns (no val split)
+    assert table_row.count("n/a") == 4
     assert "| reachability    | n/a" in report
 
 
@@ -123,14 +126,14 @@ def test_validate_metrics_json_reports_problems():
         "metrics": sample_metrics().to_dict(),
         "extra": None,
     }
-    R.validate_metrics_json(document)
+    F.validate_metrics_json(document)
     broken = copy.deepcopy(document)
     del broken["metrics"]["open"]["f_measure"]
     broken["metrics"]["closed"]["many"] = "40.9"
     broken["metrics"]["curves"]["thresholds"][3] = float("nan")
     broken["model_name"] = 7
     with pytest.raises(ValueError) as info:
-        R.validate_metrics_json(broken)
+        F.validate_metrics_json(broken)
     message = str(info.value)
     assert "metrics.open.f_measure: missing" in message
     assert "metrics.closed.many: expected a number, got '40.9'" in message
@@ -139,21 +142,21 @@ def test_validate_metrics_json_reports_problems():
 
 
 def test_format_results_table_and_aggregation():
-    base = R.results_row(sample_metrics(0), "oltr")
-    other = R.results_row(sample_metrics(1), "oltr")
+    base = T.results_row(sample_metrics(0), "oltr")
+    other = T.results_row(sample_metrics(1), "oltr")
     plain = dict(base, model="plain", closed_few=None)
-    table = R.format_results_table([base, plain])
+    table = T.format_results_table([base, plain])
     lines = table.splitlines()
     assert lines[0].startswith("| model") and len(lines) == 4
     assert f"{100 * base['closed_overall']:.1f}" in lines[2]
     assert "n/a" in lines[3]
-    aggregated = R.aggregate_rows([base, other, plain])
+    aggregated = T.aggregate_rows([base, other, plain])
     assert [row["model"] for row in aggregated] == ["oltr", "plain"]
     values = [base["open_f"], other["open_f"]]
     assert aggregated[0]["open_f"]["mean"] == pytest.approx(np.mean(values))
     assert aggregated[0]["open_f"]["std"] == pytest.approx(np.std(values, ddof=1))
     assert aggregated[1]["closed_few"] == {"mean": None, "std": 0.0, "n": 0}
-    text = R.format_results_table(aggregated)
+    text = T.format_results_table(aggregated)
     assert "±" in text and "runs" in text
 
 
@@ -194,7 +197,7 @@ def test_evaluate_model_on_fake_dataset(tmp_path, with_reachability):
     else:
         assert reach is None
 
-    document = R.load_metrics_json(str(out_dir / "metrics.json"))
+    document = F.load_metrics_json(str(out_dir / "metrics.json"))
     assert document.model_name == "oltr"
     assert document.extra["splits"] == ["test", "open"]
     assert document.metrics == metrics
@@ -226,16 +229,18 @@ def test_evaluate_workdir_loads_checkpoint(tmp_path, monkeypatch):
         calls.append((name, kwargs))
         return FakeDataset(**kwargs)
 
-    monkeypatch.setattr(keras_oltr.data, "get_dataset", fake_get_dataset, raising=False)
-    metrics = E.evaluate_workdir(str(tmp_path), stage=2, checkpoint="best", batch_size=32)
+    monkeypatch.setattr(run_evaluation, "get_dataset", fake_get_dataset)
+    metrics = run_evaluation.evaluate_workdir(
+        str(tmp_path), stage=2, checkpoint="best", batch_size=32
+    )
     assert calls == [("fake_lt", {"seed": 1})]
-    document = R.load_metrics_json(str(tmp_path / "eval" / "stage2" / "metrics.json"))
+    document = F.load_metrics_json(str(tmp_path / "eval" / "stage2" / "metrics.json"))
     assert document.model_name == "oltr"
     assert document.metrics.open == metrics.open
-    with pytest.raises(E.CheckpointNotFoundError, match="latest"):
-        E.evaluate_workdir(str(tmp_path), checkpoint="latest")
-    with pytest.raises(E.CheckpointNotFoundError, match="stage 1"):
-        E.evaluate_workdir(str(tmp_path), stage=1)
+    with pytest.raises(CheckpointNotFoundError, match="latest"):
+        run_evaluation.evaluate_workdir(str(tmp_path), checkpoint="latest")
+    with pytest.raises(CheckpointNotFoundError, match="stage 1"):
+        run_evaluation.evaluate_workdir(str(tmp_path), stage=1)
 
 
 def test_evaluate_cli_without_checkpoint_exits_cleanly(tmp_path):
@@ -310,14 +315,14 @@ def test_score_tables_per_model_and_val_rule_columns(tmp_path, capsys, compare_c
         R.write_report(m, str(tmp_path / f"run{i}"), model_name="plain", dataset_name="fake")
         for i, m in enumerate(metrics)
     ]
-    tables = R.aggregate_score_tables(documents)
+    tables = T.aggregate_score_tables(documents)
     (table,) = tables.values()
     energy_line = next(line for line in table.splitlines() if line.startswith("| energy"))
     values = [m.open_scores.scores["energy"].auroc for m in metrics]
     assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in energy_line
     chosen = sum(m.threshold_selection.score == "energy" for m in metrics)
     assert energy_line.rstrip(" |").endswith(f"{chosen}/2")
-    row = R.results_row(documents[0].metrics, documents[0].model_name)
+    row = T.results_row(documents[0].metrics, documents[0].model_name)
     selection = metrics[0].threshold_selection
     assert row["model"] == "plain"
     assert row["open_f_val_rule"] == selection.test.f_measure

@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 
 from keras_oltr.evaluation import metrics as M
+from keras_oltr.evaluation import metrics_file as F
 from keras_oltr.evaluation import report as R
-from keras_oltr.evaluation.results import (
-    EvaluationResult,
-    GroupCounts,
-    MetricsDocument,
-    OpenScoreEntry,
-)
-from keras_oltr.evaluation.shot_groups import SHOT_GROUPS
+from keras_oltr.evaluation import tables as T
+from keras_oltr.evaluation.metrics_file import MetricsDocument
+from keras_oltr.evaluation.open_score_results import OpenScoreEntry
+from keras_oltr.evaluation.results import EvaluationResult, GroupCounts
+from keras_oltr.shot_groups import SHOT_GROUPS
 
 TRAIN_COUNTS = np.array([300, 150, 60, 30, 10, 5])
 
@@ -308,14 +307,14 @@ def test_a_metrics_json_of_the_old_writer_loads_and_is_written_back_unchanged(tm
     document = v1_document(v1_metrics())
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(document, indent=1))
-    loaded = R.load_metrics_json(str(path))
+    loaded = F.load_metrics_json(str(path))
     assert loaded.model_name == "oltr" and loaded.extra == {"seed": 0}
     metrics = loaded.metrics
     assert metrics.closed.medium is None and metrics.open.tp == 1
     assert metrics.open_scores.scores["msp"].test_at_val_threshold.f_measure == 0.5
     assert metrics.threshold_selection.test.many == 1.0
     assert json.dumps(loaded.to_dict(), indent=1) == path.read_text()
-    row = R.results_row(metrics, loaded.model_name)
+    row = T.results_row(metrics, loaded.model_name)
     assert row["open_f_val_rule"] == 0.5 and row["auroc_val_score"] == 0.75
 
 
@@ -326,11 +325,11 @@ def test_keys_older_files_lack_are_optional(tmp_path):
         del metrics["threshold_selection"][key]
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(v1_document(metrics)))
-    loaded = R.load_metrics_json(str(path))
+    loaded = F.load_metrics_json(str(path))
     assert loaded.metrics.open_scores is None
     assert loaded.metrics.threshold_selection.score is None
     assert loaded.to_dict()["metrics"] == metrics  # still absent, not null
-    assert R.results_row(loaded.metrics)["auroc_val_score"] is None
+    assert T.results_row(loaded.metrics)["auroc_val_score"] is None
     out = tmp_path / "report"
     R.write_report(loaded.metrics, str(out), model_name="oltr", dataset_name="fake")
     assert "| val-chosen" in (out / "report.md").read_text()
@@ -350,7 +349,7 @@ def test_load_metrics_json_names_the_file_and_the_envelope_key(tmp_path):
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(document))
     with pytest.raises(ValueError) as info:
-        R.load_metrics_json(str(path))
+        F.load_metrics_json(str(path))
     message = str(info.value)
     assert message.startswith(str(path))
     assert "created: missing" in message

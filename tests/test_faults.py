@@ -103,14 +103,14 @@ def test_truncated_best_model_is_reported_as_damaged(tmp_path):
 def _config(**stage1):
     import dataclasses
 
-    from keras_oltr.training import get_preset, smoke
+    from keras_oltr.presets import get_preset, smoke
 
     config = smoke(get_preset("mixed_mnist_lt"))
     return dataclasses.replace(config, stage1=dataclasses.replace(config.stage1, **stage1))
 
 
 def test_workdir_config_is_compared_before_it_is_written(tmp_path):
-    from keras_oltr.training import ConfigMismatchError, Workdir
+    from keras_oltr.runs import ConfigMismatchError, Workdir
 
     run = Workdir(tmp_path)
     run.write_config(_config())
@@ -122,27 +122,29 @@ def test_workdir_config_is_compared_before_it_is_written(tmp_path):
     with pytest.raises(ConfigMismatchError, match="stage1.epochs"):
         run.write_config(_config(epochs=3), resume=False, stage="2")
     run.write_config(_config(learning_rate=0.05), resume=False)
-    assert run.read_config() == _config(learning_rate=0.05)
+    from keras_oltr.config import ExperimentConfig
+
+    assert ExperimentConfig.from_workdir(run) == _config(learning_rate=0.05)
     assert not list(tmp_path.glob(".tmp-*"))
 
 
 def test_workdir_threshold_selection_and_missing_model_messages(tmp_path):
-    from keras_oltr.training import CheckpointNotFoundError, Workdir
+    from keras_oltr.runs import CheckpointNotFoundError, Workdir
 
     run = Workdir(tmp_path)
-    assert run.chosen_threshold(2) == (0.1, "default")
+    assert run.chosen_threshold(2, default=0.1) == (0.1, "default")
     os.makedirs(run.eval_dir(2))
     selection = {"threshold": 0.37, "score": "reachability"}
     with open(run.metrics_path(2), "w") as f:
         json.dump({"metrics": {"threshold_selection": selection}}, f)
     assert run.threshold_selection(2) == selection
-    assert run.chosen_threshold(2)[0] == 0.37
+    assert run.chosen_threshold(2, default=0.1)[0] == 0.37
     with pytest.raises(CheckpointNotFoundError, match="run --stage=1 first"):
         run.require_model(1)
 
 
 def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path):
-    from keras_oltr.training.workdir import Workdir, atomic_write
+    from keras_oltr.runs import Workdir, atomic_write
 
     path = tmp_path / "metrics.json"
     path.write_text("old")

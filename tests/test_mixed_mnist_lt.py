@@ -376,7 +376,7 @@ def test_registered_builder_returns_array_dataset(arrays, variant, expected):
 
 
 def test_preset_of_second_benchmark_differs_only_in_dataset():
-    from keras_oltr.training.config import get_preset
+    from keras_oltr.presets import get_preset
 
     a, b = get_preset("mixed_mnist_lt"), get_preset("mixed_mnist_lt_b")
     assert (b.name, b.dataset) == ("mixed_mnist_lt_b", "mixed_mnist_lt_b")

@@ -9,10 +9,10 @@ import tensorflow as tf
 
 import keras_oltr.models as models
 from keras_oltr import export
+from keras_oltr import open_scores as S
 from keras_oltr.evaluation import evaluate as E
 from keras_oltr.evaluation import metrics as M
-from keras_oltr.evaluation import open_scores as S
-from keras_oltr.evaluation import report as R
+from keras_oltr.evaluation import metrics_file as F
 from keras_oltr.export import graph
 
 H, W, C = 28, 28, 1
@@ -136,18 +136,43 @@ def _decision_inputs():
     return probabilities, score
 
 
+def _graph_decision(probabilities, score, threshold):
+    """The decision as the exported graph computes it (a traced tf.function)."""
+
+    @tf.function
+    def decide(p, s):
+        return graph.open_set_outputs(
+            {"probabilities": p, "logits": tf.math.log(p), "reachability": s},
+            threshold,
+            open_score="reachability",
+        )["predicted_class"]
+
+    return decide(tf.constant(probabilities), tf.constant(score)).numpy()
+
+
 @pytest.mark.parametrize("threshold", [0.3, 0.4, 0.0, -5.0])
-def test_decision_rule_numpy_equals_graph(threshold):
+def test_decision_rule_host_equals_graph(threshold):
     probabilities, score = _decision_inputs()
     predicted, valid = S.top1(probabilities)
-    numpy_result = S.open_set_decision(predicted, score, threshold, valid=valid)
-    graph_result = graph.open_set_decision(
-        tf.constant(probabilities), tf.constant(score), threshold
-    ).numpy()
+    numpy_result = S.decide_numpy(predicted, score, threshold, valid=valid)
+    graph_result = _graph_decision(probabilities, score, threshold)
     np.testing.assert_array_equal(numpy_result, graph_result)
     # Hand-written expectations at 0.4: a score equal to the threshold is kept.
     if threshold == 0.4:
         np.testing.assert_array_equal(numpy_result, [1, 0, -1, -1, -1, -1, -1, -1])
+
+
+def test_decision_compares_in_float32_in_every_form():
+    # A float64 threshold between two float32 values: a score equal to its float32
+    # rounding is kept by the host form and the graph form alike.
+    threshold = float(np.float32(0.3)) + 1e-12
+    assert np.float32(threshold) == np.float32(0.3) and threshold > float(np.float32(0.3))
+    probabilities = np.array([[0.2, 0.8], [0.9, 0.1]], np.float32)
+    score = np.array([0.3, np.nextafter(np.float32(0.3), np.float32(0))], np.float32)
+    host = S.decide_numpy([1, 0], score, threshold, valid=[True, True])
+    graph_form = _graph_decision(probabilities, score, threshold)
+    np.testing.assert_array_equal(host, [1, -1])
+    np.testing.assert_array_equal(graph_form, [1, -1])
 
 
 def test_select_score_threshold_hand_computed():
@@ -236,14 +261,14 @@ def test_evaluate_model_reports_every_score_and_the_val_choice(oltr, tmp_path):
         )
     else:
         chosen_score = S.compute_score(selection.score, out, S.score_context(oltr))
-    decided = S.open_set_decision(probabilities.argmax(-1), _np(chosen_score), selection.threshold)
+    decided = S.decide_numpy(probabilities.argmax(-1), _np(chosen_score), selection.threshold)
     expected = M.open_set_metrics_from_decisions(
         decided, probabilities.argmax(-1), labels, dataset.train_counts
     )
     assert selection.test.f_measure == pytest.approx(expected["f_measure"], abs=1e-9)
     report = (tmp_path / "report.md").read_text()
     assert "## Open scores of oltr" in report and "**chosen**" in report
-    document = R.load_metrics_json(str(tmp_path / "metrics.json"))
+    document = F.load_metrics_json(str(tmp_path / "metrics.json"))
     assert document.metrics.threshold_selection.score == selection.score
 
 
@@ -284,7 +309,7 @@ def rescaled_artifacts(oltr, tmp_path_factory):
         "onnx": export.convert_onnx(oltr, str(root / "m.onnx"), CLASS_NAMES, **kwargs),
     }
     probabilities = np.asarray(out["probabilities"])
-    expected = S.open_set_decision(probabilities.argmax(-1), score, threshold)
+    expected = S.decide_numpy(probabilities.argmax(-1), score, threshold)
     assert (expected == -1).any() and (expected >= 0).any()
     return paths, x, score, expected
 

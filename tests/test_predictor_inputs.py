@@ -25,7 +25,7 @@ from PIL import Image
 
 import keras_oltr.models as models
 from keras_oltr import export
-from keras_oltr.data import transforms
+from keras_oltr.data import decode, transforms
 from keras_oltr.export import predictor as predictor_module
 
 H, W, C = 28, 28, 1
@@ -110,17 +110,17 @@ def bomb(tmp_path_factory):
 @pytest.mark.parametrize("height, width", [(37, 61), (300, 7)])
 def test_header_size_of_every_format(fmt, options, height, width):
     encoded = _encode(_rgb(height, width), fmt, **options)
-    size = transforms.encoded_image_size(tf.constant(encoded)).numpy()
+    size = decode.encoded_image_size(tf.constant(encoded)).numpy()
     np.testing.assert_array_equal(size, [height, width])
 
 
 def test_header_size_of_top_down_bmp_and_unknown_bytes():
     encoded = bytearray(_encode(_rgb(9, 13), "BMP"))
     encoded[22:26] = struct.pack("<i", -9)  # negative height: rows stored top-down
-    size = transforms.encoded_image_size(tf.constant(bytes(encoded))).numpy()
+    size = decode.encoded_image_size(tf.constant(bytes(encoded))).numpy()
     np.testing.assert_array_equal(size, [9, 13])
     for junk in (b"", b"GI", b"not an image at all", _encode(_rgb(5, 5), "TIFF")):
-        size = transforms.encoded_image_size(tf.constant(junk)).numpy()
+        size = decode.encoded_image_size(tf.constant(junk)).numpy()
         np.testing.assert_array_equal(size, [-1, -1])
 
 
@@ -138,7 +138,7 @@ def test_unsupported_format_and_bad_budget():
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unsupported image format"):
         transforms.serving_transform(tiff, (H, W, C))
     with pytest.raises(ValueError, match="Received: max_pixels=0"):
-        transforms.check_image_size(tiff, max_pixels=0)
+        decode.check_image_size(tiff, max_pixels=0)
 
 
 # ------------------------------------------------------- 1-channel models, formats

@@ -17,7 +17,7 @@ from PIL import Image
 
 import keras_oltr.models as models
 from keras_oltr import data, deferred_resize, export
-from keras_oltr.data import transforms
+from keras_oltr.data import resample, transforms
 
 SIZE = 224
 CLASS_NAMES = ["a", "b", "c"]
@@ -272,7 +272,7 @@ def test_deferred_resize_of_gray_images_and_mixed_batches():
 )
 def test_resize_is_pils_antialiased_bilinear(shape):
     image = _photo(*shape, seed=4)
-    out = transforms._resize(tf.constant(image), [SIZE, SIZE]).numpy()
+    out = resample.resize(tf.constant(image), [SIZE, SIZE]).numpy()
     np.testing.assert_allclose(out, _pil_resize(image, SIZE, SIZE), atol=2e-3)
 
 
@@ -282,7 +282,7 @@ def test_shrinking_resize_is_bit_identical_to_tensorflows(shape):
     # tf.image.resize(antialias=True) to the last bit, uint8 and float input alike.
     image = _photo(*shape, seed=5)
     for pixels in (tf.constant(image), tf.constant(image.astype(np.float32) + 0.25)):
-        out = transforms._resize(pixels, [SIZE, SIZE]).numpy()
+        out = resample.resize(pixels, [SIZE, SIZE]).numpy()
         expected = tf.image.resize(tf.cast(pixels, tf.float32), [SIZE, SIZE], antialias=True)
         np.testing.assert_array_equal(out, expected.numpy())
 

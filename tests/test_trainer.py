@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_oltr.training import TrainingError, get_preset, run_experiment, smoke
-from keras_oltr.training.checkpoint import read_state
+from keras_oltr.experiment import run_experiment
+from keras_oltr.presets import get_preset, smoke
+from keras_oltr.runs import read_state
+from keras_oltr.training import TrainingError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "trainers", "train.py")
@@ -107,8 +109,8 @@ def test_smoke_run_on_jax_trains_evaluates_and_exports_with_tensorflow(tmp_path)
 
 
 def test_inference_function_returns_the_models_outputs_as_numpy():
+    from keras_oltr.inference.batches import inference_function
     from keras_oltr.models import build_plain_model
-    from keras_oltr.training.inference import inference_function
 
     model = build_plain_model(3, (8, 8, 1), backbone_options={"width": 4, "stem": "small"})
     images = tf.random.stateless_uniform((5, 8, 8, 1), (1, 2), maxval=255.0)
@@ -155,7 +157,7 @@ _DEFERRED_JAX_CHECK = """
 import sys
 import numpy as np
 from keras_oltr.models import build_plain_model
-from keras_oltr.training.inference import inference_function
+from keras_oltr.inference.batches import inference_function
 data = np.load(sys.argv[1])
 model = build_plain_model(3, (16, 16, 3), backbone_options={"width": 4, "stem": "small"})
 plain = inference_function(model)(data["crops"])
@@ -170,8 +172,8 @@ def test_inference_function_finishes_deferred_test_batches(tmp_path):
     # `{canvas, geometry}` batches (eval_dataset(defer_resize=True)) give the outputs
     # of the host's test crops, on TensorFlow (in the tf.function) and on JAX (a
     # wrapper model compiled by predict_on_batch).
+    from keras_oltr.inference.batches import inference_function
     from keras_oltr.models import build_plain_model
-    from keras_oltr.training.inference import inference_function
 
     batch, crops = _deferred_batch(16)
     model = build_plain_model(3, (16, 16, 3), backbone_options={"width": 4, "stem": "small"})
@@ -198,8 +200,9 @@ def test_with_an_accelerator_the_model_finishes_the_test_resize(tmp_path, monkey
     # (validation goes through the same eval_batches).
     from keras_oltr import data, deferred_resize
     from keras_oltr.evaluation.evaluate import collect_top1_outputs
+    from keras_oltr.inference import batches as inference
+    from keras_oltr.inference import centroids
     from keras_oltr.models import build_plain_model
-    from keras_oltr.training import centroids, inference
 
     files = _write_image_tree(tmp_path / "images", per_class=(6, 4, 4, 4))
     dataset = data.SplitFileDataset(
@@ -396,8 +399,11 @@ def _free_ports(n):
 def test_multi_worker_two_processes_agree(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
+    procs, logs = [], []
     for index in range(2):
+        # Each worker's output goes to a file: a pipe that is not drained while the other
+        # worker is waited for fills up and blocks that worker inside a collective.
+        logs.append(open(tmp_path / f"worker{index}.log", "w+"))
         env = dict(os.environ)
         env["TF_CONFIG"] = json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}
@@ -417,14 +423,16 @@ def test_multi_worker_two_processes_agree(tmp_path):
                 ],
                 cwd=REPO,
                 env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=logs[-1],
+                stderr=subprocess.STDOUT,
                 text=True,
             )
         )
-    outputs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err[-3000:]
+    for p, log in zip(procs, logs, strict=True):
+        p.wait(timeout=600)
+        log.seek(0)
+        assert p.returncode == 0, log.read()[-3000:]
+        log.close()
     chief = keras.saving.load_model(tmp_path / "stage2" / "latest.keras")
     worker = keras.saving.load_model(tmp_path / ".worker1" / "stage2" / "latest.keras")
     for a, b in zip(chief.get_weights(), worker.get_weights(), strict=True):
@@ -455,23 +463,23 @@ def test_bad_flags_give_one_clear_error_without_traceback(tmp_path, args, messag
 
 
 def test_attention_and_fc_train_at_the_backbone_learning_rate():
+    from keras_oltr.config import StageConfig
     from keras_oltr.models import build_oltr_model
     from keras_oltr.optimizers import CoupledSGD, layer_lr_multipliers
-    from keras_oltr.training.config import StageConfig
-    from keras_oltr.training.trainer import _lr_multipliers
+    from keras_oltr.training.optimizer import lr_multipliers
 
     model = build_oltr_model(
         3, (8, 8, 1), backbone_options={"width": 2, "stem": "small"}, use_fc=True, feature_dim=4
     )
     stage = StageConfig(backbone_lr_multiplier=0.1, centroid_lr_multiplier=0.5)
-    assert _lr_multipliers(model, stage) == {
+    assert lr_multipliers(model, stage) == {
         "backbone": 0.1,
         "modulated_attention": 0.1,
         "feature_fc": 0.1,
         "centroids": 0.5,
     }
     optimizer = CoupledSGD(
-        0.1, lr_multipliers=layer_lr_multipliers(model, _lr_multipliers(model, stage))
+        0.1, lr_multipliers=layer_lr_multipliers(model, lr_multipliers(model, stage))
     )
     model.compile(optimizer)
     attention = model.get_layer("modulated_attention").trainable_variables[0]
@@ -488,7 +496,7 @@ def test_colour_jitter_in_the_train_step_trains_as_in_the_input_pipeline(
     # GPU) or by tf.data: the same images, so stage 1 ends at the same weights; also
     # with the deferred batches split over two replicas.
     from keras_oltr.data import get_dataset
-    from keras_oltr.training.trainer import defers_jitter
+    from keras_oltr.experiment import defers_jitter
 
     files = _write_image_tree(tmp_path / "images")
     kwargs = {k: str(v) for k, v in files.items()}

@@ -12,20 +12,21 @@ second table per model lists every open score's AUROC / AUPR / FPR@95TPR.
 import glob
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_oltr.cli import run
+from keras_oltr.evaluation.metrics_file import load_metrics_json
+from keras_oltr.evaluation.tables import (
+    aggregate_rows,
+    aggregate_score_tables,
+    format_results_table,
+    results_row,
+)
 
 _GLOB = flags.DEFINE_multi_string("glob", [], "Glob pattern(s) of metrics.json files.")
 
 
 def main(argv):
-    from keras_oltr.evaluation.report import (
-        aggregate_rows,
-        aggregate_score_tables,
-        format_results_table,
-        load_metrics_json,
-        results_row,
-    )
-
     paths = list(argv[1:])
     for pattern in _GLOB.value:
         paths += sorted(glob.glob(pattern, recursive=True))
@@ -55,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

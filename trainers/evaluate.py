@@ -12,9 +12,16 @@ validation) and plots. Exit status 2 with one line for a user error. All logic l
 in `keras_oltr.evaluation.evaluate_workdir`.
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags
+from keras_oltr.cli import print_error, run
+from keras_oltr.evaluation.tables import (
+    format_open_score_table,
+    format_results_table,
+    results_row,
+)
+from keras_oltr.run_evaluation import evaluate_workdir
+from keras_oltr.runs import WorkdirError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (holds config.json).")
 _STAGE = flags.DEFINE_enum("stage", "2", ["1", "2"], "1: plain model, 2: OLTR model.")
@@ -35,8 +42,6 @@ flags.mark_flag_as_required("workdir")
 
 def main(argv):
     del argv
-    from keras_oltr.evaluation import WorkdirError, evaluate_workdir, format_results_table
-    from keras_oltr.evaluation.report import format_open_score_table, results_row
 
     stage = int(_STAGE.value)
     try:
@@ -51,8 +56,7 @@ def main(argv):
             max_unreadable_fraction=_MAX_UNREADABLE.value,
         )
     except (WorkdirError, ValueError, OSError) as error:
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+        return print_error(error)
     name = "plain" if stage == 1 else "oltr"
     print(format_results_table([results_row(metrics, name)]))
     if metrics.open_scores is not None:
@@ -62,4 +66,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -7,8 +7,9 @@ Writes {prefix}_{train,val,test,open[,open_val]}.txt and {prefix}_classes.txt, u
 `get_dataset("custom", data_root=..., train=..., class_names_file=...)`.
 """
 
-from absl import app, flags
+from absl import flags
 
+from keras_oltr.cli import print_error, run
 from keras_oltr.data import make_splits
 
 FLAGS = flags.FLAGS
@@ -33,7 +34,7 @@ flags.mark_flag_as_required("out_dir")
 def main(argv):
     del argv
     if (FLAGS.image_root is None) == (FLAGS.input_list is None):
-        raise app.UsageError("Give exactly one of --image_root and --input_list.")
+        return print_error("Give exactly one of --image_root and --input_list.")
     if FLAGS.image_root is not None:
         items = make_splits.scan_class_folders(FLAGS.image_root)
     else:
@@ -63,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
-from keras_oltr.data import base
+from keras_oltr.data import base, split_names
 
 
 class ArrayDataset(base.LongTailDataset):
@@ -52,17 +52,17 @@ class ArrayDataset(base.LongTailDataset):
         horizontal_flip: bool = True,
         augmentation: str | None = None,
     ):
-        for split in base.KNOWN_SPLITS:
+        for split in split_names.KNOWN_SPLITS:
             if split not in splits:
                 raise ValueError(
-                    f"`splits` must contain {base.KNOWN_SPLITS}. Received: splits.keys()="
+                    f"`splits` must contain {split_names.KNOWN_SPLITS}. Received: splits.keys()="
                     f"{sorted(splits)}"
                 )
         num_classes = len(class_names)
         self._images: dict[str, np.ndarray] = {}
         self._labels: dict[str, np.ndarray] = {}
         for split, pair in splits.items():
-            base.check_split(split)
+            split_names.check_split(split)
             images, labels = pair
             images = np.asarray(images)
             if images.ndim == 3:
@@ -72,13 +72,13 @@ class ArrayDataset(base.LongTailDataset):
                     f"Images must be uint8 [N, H, W, C]. Received: split={split!r}, "
                     f"shape={images.shape}, dtype={images.dtype}"
                 )
-            if split in base.OPEN_SPLITS:
+            if split in split_names.OPEN_SPLITS:
                 if labels is None:
-                    labels = np.full([len(images)], base.OPEN_LABEL)
+                    labels = np.full([len(images)], split_names.OPEN_LABEL)
                 labels = np.asarray(labels)
-                if np.any(labels != base.OPEN_LABEL):
+                if np.any(labels != split_names.OPEN_LABEL):
                     raise ValueError(
-                        f"Open-set labels must all be {base.OPEN_LABEL}. "
+                        f"Open-set labels must all be {split_names.OPEN_LABEL}. "
                         f"Received: split={split!r}, "
                         f"labels={np.unique(labels)[:10]}"
                     )

@@ -26,38 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_oltr import colour_jitter, deferred_resize
-from keras_oltr.data import samplers, transforms
-
-SPLITS = ("train", "val", "test", "open", "open_val")
-KNOWN_SPLITS = ("train", "val", "test")
-OPEN_SPLITS = ("open", "open_val")
-OPEN_LABEL = -1
-
-
-def check_split(split: str) -> None:
-    """Raises ValueError for a split name outside `SPLITS`."""
-    if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
-
-
-def _distribution(input_context, global_batch_size: int):
-    """Returns (num_replicas, num_pipelines, pipeline_id) after validating them."""
-    if input_context is None:
-        return 1, 1, 0
-    replicas = int(input_context.num_replicas_in_sync)
-    pipelines = int(input_context.num_input_pipelines)
-    pipeline_id = int(input_context.input_pipeline_id)
-    if global_batch_size % replicas:
-        raise ValueError(
-            "`global_batch_size` must be divisible by the number of replicas in sync. "
-            f"Received: global_batch_size={global_batch_size}, num_replicas={replicas}"
-        )
-    if replicas % pipelines:
-        raise ValueError(
-            "The number of replicas must be a multiple of the number of input pipelines. "
-            f"Received: num_replicas={replicas}, num_input_pipelines={pipelines}"
-        )
-    return replicas, pipelines, pipeline_id
+from keras_oltr.data import augment, samplers, sharding, transforms
+from keras_oltr.data.split_names import SPLITS, check_split
+from keras_oltr.shot_groups import SHOT_GROUP_BOUNDS, shot_groups
 
 
 class LongTailDataset(abc.ABC):
@@ -178,9 +149,6 @@ class LongTailDataset(abc.ABC):
 
     def describe(self) -> str:
         """Human-readable class-count summary (max/min, many/medium/few-shot sizes)."""
-        # The one shot-group rule (imported here: evaluation imports the data package).
-        from keras_oltr.evaluation.shot_groups import SHOT_GROUP_BOUNDS, shot_groups
-
         counts = self.train_counts
         many, medium, few = (int(n) for n in np.bincount(shot_groups(counts), minlength=3))
         bounds = SHOT_GROUP_BOUNDS["strict"]
@@ -235,10 +203,10 @@ class LongTailDataset(abc.ABC):
     def _train_image(self, image: tf.Tensor, seed: tf.Tensor, defer_jitter: bool = False):
         """Training augmentation of a decoded uint8 image (`defer_jitter`: see `_examples`)."""
         if self.augmentation == "small":
-            return transforms.small_train_transform(
+            return augment.small_train_transform(
                 image, self.image_size, seed, flip=self.horizontal_flip
             )
-        return transforms.imagenet_train_transform_array(
+        return augment.imagenet_train_transform_array(
             image, self.image_size, seed, flip=self.horizontal_flip, defer_jitter=defer_jitter
         )
 
@@ -323,7 +291,7 @@ class LongTailDataset(abc.ABC):
                 f"`skip_batches` must lie in [0, steps_per_epoch={steps}]. "
                 f"Received: skip_batches={skip_batches}"
             )
-        replicas, pipelines, pipeline_id = _distribution(input_context, global_batch_size)
+        replicas, pipelines, pipeline_id = sharding.input_layout(input_context, global_batch_size)
         per_replica = global_batch_size // replicas
         rows = per_replica * (replicas // pipelines)
         spare = 1 if self._may_drop_examples else 0
@@ -379,14 +347,14 @@ class LongTailDataset(abc.ABC):
                 transform after the decode and yield `({"canvas": uint8 [b, 2S, 2S,
                 C], "geometry": float32 [b, 6]}, labels)`, for the model's compiled
                 call to finish on the accelerator (`keras_oltr.deferred_resize`;
-                `keras_oltr.training.inference_function` does): the same pixels
+                `keras_oltr.inference.inference_function` does): the same pixels
                 (to float rounding), about 40% less of the host's CPU per image.
                 Other datasets ignore it.
         """
         check_split(split)
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive. Received: batch_size={batch_size}")
-        replicas, pipelines, pipeline_id = _distribution(input_context, batch_size)
+        replicas, pipelines, pipeline_id = sharding.input_layout(input_context, batch_size)
         indices = np.arange(self.num_examples(split), dtype=np.int64)[pipeline_id::pipelines]
         deferred = bool(defer_resize and self.can_defer_resize)
         ds = self._examples(split, indices, None, defer_resize=deferred)

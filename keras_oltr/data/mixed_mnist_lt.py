@@ -39,6 +39,7 @@ from absl import logging
 
 from keras_oltr.data.array_dataset import ArrayDataset
 from keras_oltr.data.registry import register_dataset
+from keras_oltr.shot_groups import SHOT_GROUPS, shot_groups
 
 NAME = "mixed_mnist_lt"
 NAME_B = "mixed_mnist_lt_b"
@@ -121,9 +122,7 @@ def shot_group_sizes(
     train_labels: np.ndarray, num_classes: int, inclusive: bool = False
 ) -> dict[str, int]:
     """Classes per shot group from train labels, by the one rule of
-    `keras_oltr.evaluation.shot_groups` (strict by default, inclusive on request)."""
-    from keras_oltr.evaluation.shot_groups import SHOT_GROUPS, shot_groups
-
+    `keras_oltr.shot_groups` (strict by default, inclusive on request)."""
     counts = np.bincount(train_labels[train_labels >= 0], minlength=num_classes)
     groups = shot_groups(counts, "inclusive" if inclusive else "strict")
     return {name: int(np.sum(groups == i)) for i, name in enumerate(SHOT_GROUPS)}

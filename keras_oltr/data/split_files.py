@@ -1,9 +1,8 @@
 """`SplitFileDataset`: images on disk listed by OLTR split files.
 
-A split file has one `relative/path label` line per image (open-set files use
-label -1), e.g. `ImageNet_LT_train.txt`. Everything wrong with a set of split
-files is collected while loading and raised as ONE `SplitFileError` that names the
-file and line numbers, so that a long run never starts on broken splits.
+The split files are parsed and checked while loading (`split_file_parser.py`):
+everything wrong with them is raised as ONE `SplitFileError` that names the file
+and line numbers, so that a long run never starts on broken splits.
 
 Undecodable images found while training or evaluating are skipped and logged
 (path and running count, see `unreadable_files`); they never crash a run.
@@ -21,92 +20,15 @@ import tensorflow as tf
 from absl import logging
 
 from keras_oltr import colour_jitter, deferred_resize
-from keras_oltr.data import base, transforms
-from keras_oltr.data.registry import register_dataset
+from keras_oltr.data import augment, base, decode, split_names
+from keras_oltr.data.split_file_parser import (
+    MAX_QUOTED,
+    SplitFileError,
+    escapes_data_root,
+    read_split_file,
+)
 
-# Offending lines quoted per kind of problem in a SplitFileError.
-MAX_QUOTED = 10
-
-PROBLEM_KINDS = {
-    "malformed": "malformed lines (expected `relative/path label`)",
-    "duplicate": "duplicate images",
-    "label": "labels out of range",
-    "missing": "missing image files",
-    "outside": "paths outside data_root (pass allow_outside_data_root=True to allow)",
-    "overlap": "images listed in two splits",
-    "empty_split": "split files without images",
-    "empty_class": "classes with zero train images",
-}
 SPLIT_OVERLAP = ("warn", "error")
-# Images read to infer the size and channels of a custom dataset.
-PROBE_IMAGES = 8
-
-
-class SplitFileError(ValueError):
-    """Invalid split files: lists every kind of problem with file and line numbers.
-
-    Attributes:
-        problems: `{kind: [message, ...]}` with one message per offending line (or
-            class), kinds from `PROBLEM_KINDS`.
-    """
-
-    def __init__(self, problems: Mapping[str, list[str]]):
-        self.problems = {k: list(v) for k, v in problems.items() if v}
-        total = sum(len(v) for v in self.problems.values())
-        if total == 1:  # one problem, one line
-            (kind, (message,)), *_ = self.problems.items()
-            super().__init__(f"Invalid split files: {PROBLEM_KINDS[kind]}: {message}")
-            return
-        lines = [f"Invalid split files: {total} problem(s)."]
-        for kind, messages in self.problems.items():
-            lines.append(f"{PROBLEM_KINDS[kind]}: {len(messages)} in all")
-            lines.extend(f"  {m}" for m in messages[:MAX_QUOTED])
-            if len(messages) > MAX_QUOTED:
-                lines.append(f"  ... and {len(messages) - MAX_QUOTED} more")
-        super().__init__("\n".join(lines))
-
-
-def read_split_file(path: str):
-    """Parses a split file.
-
-    Returns:
-        `(entries, problems)`: entries is a list of `(line_number, relative_path,
-        label)` for the well-formed lines; problems maps "malformed" and
-        "duplicate" to messages naming the file and line. Blank lines are ignored.
-    """
-    entries, problems = [], collections.defaultdict(list)
-    seen: dict[str, int] = {}
-    name = os.path.basename(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            parts = text.rsplit(maxsplit=1)  # paths may contain spaces, labels may not
-            try:
-                if len(parts) != 2:
-                    raise ValueError
-                label = int(parts[1])
-            except ValueError:
-                problems["malformed"].append(f"{name}:{lineno}: {text[:80]!r}")
-                continue
-            rel = parts[0]
-            if rel in seen:
-                problems["duplicate"].append(
-                    f"{name}:{lineno}: {rel} (first listed on line {seen[rel]})"
-                )
-                continue
-            seen[rel] = lineno
-            entries.append((lineno, rel, label))
-    return entries, problems
-
-
-def _escapes(rel: str) -> bool:
-    """Whether a split-file path leaves the data root (absolute, or `..` upwards)."""
-    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or os.path.splitdrive(rel)[0]:
-        return True
-    norm = os.path.normpath(rel)
-    return norm == ".." or norm.startswith(".." + os.sep)
 
 
 def _missing(paths: list[str]) -> list[bool]:
@@ -179,7 +101,7 @@ class SplitFileDataset(base.LongTailDataset):
                 f"`split_files` must contain 'train'. Received: split_files={dict(split_files)}"
             )
         for split, path in split_files.items():
-            base.check_split(split)
+            split_names.check_split(split)
             if not os.path.isfile(path):
                 raise ValueError(f"Split file not found. Received: split={split!r}, path={path!r}")
         self.data_root = data_root
@@ -219,9 +141,9 @@ class SplitFileDataset(base.LongTailDataset):
             for split, entries in parsed.items():
                 fname = os.path.basename(self.split_files[split])
                 for lineno, rel, _ in entries:
-                    if _escapes(rel):
+                    if escapes_data_root(rel):
                         problems["outside"].append(f"{fname}:{lineno}: {rel}")
-                parsed[split] = [e for e in entries if not _escapes(e[1])]
+                parsed[split] = [e for e in entries if not escapes_data_root(e[1])]
         first_split: dict[str, tuple[str, int]] = {}
         overlaps = []
         for split, entries in parsed.items():
@@ -249,10 +171,10 @@ class SplitFileDataset(base.LongTailDataset):
         self._labels: dict[str, np.ndarray] = {}
         for split, entries in parsed.items():
             fname = os.path.basename(self.split_files[split])
-            is_open = split in base.OPEN_SPLITS
+            is_open = split in split_names.OPEN_SPLITS
             kept = []
             for lineno, rel, label in entries:
-                ok = label == base.OPEN_LABEL if is_open else 0 <= label < num_classes
+                ok = label == split_names.OPEN_LABEL if is_open else 0 <= label < num_classes
                 if not ok and not parsed["train"]:
                     continue  # the empty train file is the problem, not this label
                 if not ok:
@@ -322,10 +244,10 @@ class SplitFileDataset(base.LongTailDataset):
     def _load(self, path, seed, training, defer_jitter, defer_resize):
         contents = tf.io.read_file(path)
         if not training:
-            image = transforms.decode_image(contents, self.channels)
+            image = decode.decode_image(contents, self.channels)
             return self._test_canvas(image) if defer_resize else self._test_image(image)
         if self.augmentation == "imagenet":
-            return transforms.imagenet_train_transform(
+            return augment.imagenet_train_transform(
                 contents,
                 self.image_size,
                 self.channels,
@@ -333,7 +255,7 @@ class SplitFileDataset(base.LongTailDataset):
                 flip=self.horizontal_flip,
                 defer_jitter=defer_jitter,
             )
-        return self._train_image(transforms.decode_image(contents, self.channels), seed)
+        return self._train_image(decode.decode_image(contents, self.channels), seed)
 
     def _examples(self, split, indices, seeds, defer_jitter=False, defer_resize=False):
         training = seeds is not None
@@ -387,181 +309,3 @@ class SplitFileDataset(base.LongTailDataset):
         ds = ds.scan(tf.constant(0, tf.int64), check)
         ds = ds.filter(lambda image, label, real, reported: tf.logical_and(real, reported))
         return ds.map(lambda image, label, real, reported: (image, label))
-
-
-# ------------------------------------------------------------------ registered
-
-
-def _read_class_names(path: str | None):
-    if path is None:
-        return None
-    if not os.path.isfile(path):
-        raise ValueError(f"Class names file not found. Received: class_names_file={path!r}")
-    with open(path, encoding="utf-8") as f:
-        return tuple(line.strip() for line in f if line.strip())
-
-
-def _official(prefix, name, data_root, split_dir, num_classes, class_names_file, **kwargs):
-    if not os.path.isdir(data_root):
-        raise ValueError(
-            f"Image folder `data_root` (--data_root) does not exist. Received: "
-            f"data_root={data_root!r}"
-        )
-    if not os.path.isdir(split_dir):
-        raise ValueError(
-            f"Folder of the {prefix} split files does not exist. Received: split_dir={split_dir!r}"
-        )
-    files = {s: os.path.join(split_dir, f"{prefix}_{s}.txt") for s in base.SPLITS}
-    if not os.path.isfile(files["open_val"]):  # not part of the official release
-        del files["open_val"]
-    return SplitFileDataset(
-        data_root=data_root,
-        split_files=files,
-        name=name,
-        num_classes=num_classes,
-        class_names=_read_class_names(class_names_file),
-        **kwargs,
-    )
-
-
-@register_dataset("imagenet_lt")
-def imagenet_lt(
-    *,
-    data_root: str = "data/ImageNet",
-    split_dir: str = "data/ImageNet_LT",
-    image_size: int = 224,
-    class_names_file: str | None = None,
-    **kwargs,
-) -> SplitFileDataset:
-    """ImageNet-LT (Liu et al. 2019): 1000 classes, ImageNet_LT_{train,val,test,open}.txt.
-
-    Args:
-        data_root: ImageNet folder the relative paths start from (train/, val/, ...).
-        split_dir: folder holding the split files.
-        image_size: model input size.
-        class_names_file: optional file with 1000 class names, one per line.
-        **kwargs: further `SplitFileDataset` arguments (e.g. check_files).
-    """
-    return _official(
-        "ImageNet_LT",
-        "imagenet_lt",
-        data_root,
-        split_dir,
-        1000,
-        class_names_file,
-        image_size=image_size,
-        **kwargs,
-    )
-
-
-@register_dataset("places_lt")
-def places_lt(
-    *,
-    data_root: str = "data/Places365",
-    split_dir: str = "data/Places_LT",
-    image_size: int = 224,
-    class_names_file: str | None = None,
-    **kwargs,
-) -> SplitFileDataset:
-    """Places-LT (Liu et al. 2019): 365 classes, Places_LT_{train,val,test,open}.txt.
-
-    Args: as `imagenet_lt`, with `data_root` the Places365 image folder.
-    """
-    return _official(
-        "Places_LT",
-        "places_lt",
-        data_root,
-        split_dir,
-        365,
-        class_names_file,
-        image_size=image_size,
-        **kwargs,
-    )
-
-
-@register_dataset("custom")
-def custom(
-    *,
-    data_root: str,
-    train: str,
-    val: str | None = None,
-    test: str | None = None,
-    open: str | None = None,
-    open_val: str | None = None,
-    num_classes: int | None = None,
-    class_names_file: str | None = None,
-    name: str = "custom",
-    image_size: int | None = None,
-    channels: int | None = None,
-    **kwargs,
-) -> SplitFileDataset:
-    """Any dataset described by OLTR-format split files (e.g. from `make_splits`).
-
-    Args:
-        data_root: folder the relative image paths start from.
-        train, val, test, open, open_val: split file paths (train required).
-        num_classes: K; inferred from the train labels (max + 1) unless given or
-            implied by `class_names_file`.
-        class_names_file: optional file with one class name per line.
-        name: dataset name for logs and the default run name.
-        image_size: model input size; default: the size of the first train images
-            when they are all at most 224 px (e.g. 28 for MNIST-like data), else 224.
-        channels: 1 or 3; default: 1 when the first train images are all grayscale,
-            else 3.
-        **kwargs: further `SplitFileDataset` arguments (horizontal_flip...).
-    """
-    given = {"train": train, "val": val, "test": test, "open": open, "open_val": open_val}
-    if image_size is None or channels is None:
-        probed_size, probed_channels = probe_images(data_root, train)
-        if image_size is None:
-            image_size = probed_size
-        if channels is None:
-            channels = probed_channels
-    return SplitFileDataset(
-        data_root=data_root,
-        split_files={s: p for s, p in given.items() if p is not None},
-        name=name,
-        num_classes=num_classes,
-        class_names=_read_class_names(class_names_file),
-        image_size=image_size,
-        channels=channels,
-        **kwargs,
-    )
-
-
-def probe_images(data_root: str, train_file: str, count: int = PROBE_IMAGES):
-    """(image_size, channels) defaults read from the first images of a train file.
-
-    The size is the largest side of the first `count` readable images when it is at
-    most 224, else 224; channels is 1 when they are all grayscale, else 3. Falls
-    back to (224, 3) when none can be read (loading reports the real problem).
-    """
-    sizes, grays = [], []
-    if os.path.isdir(data_root) and os.path.isfile(train_file):
-        entries, _ = read_split_file(train_file)
-        for _, rel, _ in entries:
-            if len(sizes) >= count:
-                break
-            if _escapes(rel):
-                continue
-            try:
-                image = tf.io.decode_image(
-                    tf.io.read_file(os.path.join(data_root, rel)), expand_animations=False
-                )
-            except (tf.errors.OpError, ValueError):
-                continue
-            h, w, c = image.shape
-            sizes.append(max(h, w))
-            grays.append(c in (1, 2))
-    if not sizes:
-        return 224, 3
-    size = max(sizes) if max(sizes) <= 224 else 224
-    channels = 1 if all(grays) else 3
-    logging.info(
-        "Custom dataset: image_size=%d, channels=%d from its first %d train images "
-        "(set --dataset_arg=image_size=... / channels=... to override).",
-        size,
-        channels,
-        len(sizes),
-    )
-    return size, channels

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_oltr.evaluation.checks import as_1d, check_same_length
+from keras_oltr.arrays import as_1d, check_same_length
 
 DEFAULT_ECE_BINS = 15
 

@@ -1,4 +1,8 @@
-"""Input checks shared by the metric modules: 1-D arrays, labels, top-1 predictions."""
+"""Input checks shared by the metric modules: 1-D arrays, labels, top-1 predictions.
+
+Train counts and the shot-group convention are checked by `keras_oltr.shot_groups`
+(`check_train_counts`, `check_convention`).
+"""
 
 from __future__ import annotations
 
@@ -6,51 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_oltr.evaluation.shot_groups import CONVENTIONS
-
-
-def as_1d(name: str, value: Any, kind: str) -> np.ndarray:
-    """Converts ``value`` to a 1-D array of integers ("int") or floats ("float")."""
-    array = np.asarray(value)
-    if array.ndim != 1:
-        raise ValueError(f"`{name}` must be a 1-D array. Received: {name}.shape={array.shape}")
-    if kind == "int":
-        if array.size and not (
-            np.issubdtype(array.dtype, np.integer)
-            or (
-                np.issubdtype(array.dtype, np.floating)
-                and np.all(np.isfinite(array))
-                and np.all(array == np.round(array))
-            )
-        ):
-            raise ValueError(f"`{name}` must hold integers. Received: {name}.dtype={array.dtype}")
-        return array.astype(np.int64, copy=False)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"`{name}` must hold numbers. Received: {name}.dtype={array.dtype}")
-    array = array.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(array)):
-        bad = array[~np.isfinite(array)][:3]
-        raise ValueError(f"`{name}` must be finite. Received non-finite values in {name}: {bad}")
-    return array
-
-
-def check_same_length(reference: tuple[str, np.ndarray], *others: tuple[str, np.ndarray]):
-    ref_name, ref = reference
-    for name, array in others:
-        if array.shape[0] != ref.shape[0]:
-            raise ValueError(
-                f"`{name}` and `{ref_name}` must have the same length. Received: "
-                f"len({name})={array.shape[0]}, len({ref_name})={ref.shape[0]}"
-            )
-
-
-def check_convention(convention: str) -> str:
-    """Returns ``convention`` if it names a shot-group convention, else raises."""
-    if convention not in CONVENTIONS:
-        raise ValueError(
-            f"`convention` must be one of {CONVENTIONS}. Received: convention={convention!r}"
-        )
-    return convention
+from keras_oltr.arrays import as_1d, check_same_length
 
 
 def check_threshold(threshold: float, name: str = "threshold") -> float:
@@ -61,18 +21,6 @@ def check_threshold(threshold: float, name: str = "threshold") -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={threshold!r}")
     return value
-
-
-def check_train_counts(train_counts: Any) -> np.ndarray:
-    """Validates per-class train counts (1-D, non-negative integers, at least one class)."""
-    counts = as_1d("train_counts", train_counts, "int")
-    if counts.size == 0:
-        raise ValueError("`train_counts` must hold at least one class. Received: an empty array")
-    if np.any(counts < 0):
-        raise ValueError(
-            f"`train_counts` must be non-negative. Received: min(train_counts)={counts.min()}"
-        )
-    return counts
 
 
 def check_labels(labels: Any, num_classes: int, name: str = "labels") -> np.ndarray:

@@ -10,31 +10,20 @@ from typing import Any
 
 import numpy as np
 
-from keras_oltr.evaluation.checks import as_1d, check_labels, check_same_length, check_train_counts
-from keras_oltr.evaluation.shot_groups import group_accuracies, shot_groups
+from keras_oltr import shot_groups as shot_groups_lib
+from keras_oltr.arrays import as_1d, check_same_length
+from keras_oltr.evaluation.checks import check_labels
+from keras_oltr.shot_groups import check_train_counts, group_accuracies, shot_groups
 
 
 def per_class_accuracy(
     predicted: Any, labels: Any, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class top-1 accuracy over known images (labels >= 0).
-
-    ``predicted`` may contain -1 (rejected), which counts as wrong.
-
-    Returns:
-        ``(accuracy, test_count)``, both [num_classes]; accuracy is NaN for classes
-        without test images.
-    """
+    """`keras_oltr.shot_groups.per_class_accuracy` after the evaluation's input checks."""
     predicted = as_1d("predicted", predicted, "int")
     labels = as_1d("labels", labels, "int")
     check_same_length(("labels", labels), ("predicted", predicted))
-    known = labels >= 0
-    y = labels[known]
-    count = np.bincount(y, minlength=num_classes).astype(np.float64)
-    correct = np.bincount(y[predicted[known] == y], minlength=num_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.where(count > 0, correct / np.maximum(count, 1), np.nan)
-    return accuracy, count
+    return shot_groups_lib.per_class_accuracy(predicted, labels, num_classes)
 
 
 def macro_f1(predicted: Any, labels: Any) -> float:

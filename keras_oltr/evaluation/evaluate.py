@@ -7,7 +7,6 @@ the top-1 class and max probability of each image are kept, so memory is O(N).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,39 +14,19 @@ import keras
 import numpy as np
 from absl import logging
 
-from keras_oltr.evaluation import open_scores
-from keras_oltr.evaluation.metrics import (
-    DEFAULT_THRESHOLD,
-    check_convention,
-    check_train_counts,
-    evaluate_top1_predictions,
-)
+from keras_oltr import open_scores
+from keras_oltr.evaluation.metrics import evaluate_top1_predictions
 from keras_oltr.evaluation.plots import write_plots
 from keras_oltr.evaluation.report import write_report
 from keras_oltr.evaluation.results import EvaluationResult
-from keras_oltr.training.inference import eval_batches, inference_function, model_images
-from keras_oltr.training.workdir import (  # noqa: F401  (re-exported)
-    CHECKPOINTS,
-    STAGE_NAMES,
-    CheckpointDamagedError,
-    CheckpointNotFoundError,
-    Workdir,
-    WorkdirError,
-)
+from keras_oltr.inference import eval_batches, inference_function, model_images, num_batches
+from keras_oltr.open_scores import PAPER_THRESHOLD
+from keras_oltr.shot_groups import check_convention, check_train_counts
 
 TEST_SPLITS = ("test", "open")
 VAL_SPLITS = ("val", "open_val")
-STAGE_MODEL_NAMES = STAGE_NAMES
 # Share of a test split's images that may be unreadable before evaluation fails.
 DEFAULT_MAX_UNREADABLE_FRACTION = 0.01
-
-
-def _num_batches(batches: Iterable[Any]) -> int | None:
-    try:
-        count = len(batches)  # tf.data raises TypeError for unknown cardinality
-    except (TypeError, ValueError, AttributeError):
-        return None
-    return count if count >= 0 else None
 
 
 def collect_top1_outputs(
@@ -55,6 +34,7 @@ def collect_top1_outputs(
     batches: Iterable[Any],
     *,
     description: str = "",
+    total: int | None = None,
     score_context: Mapping[str, Any] | None = None,
     scale_grid: Any = open_scores.DEFAULT_SCALE_GRID,
 ) -> dict[str, np.ndarray]:
@@ -67,6 +47,7 @@ def collect_top1_outputs(
         batches: iterable of ``(images, labels)``; ``images`` may be
             `eval_dataset(defer_resize=True)`'s dict, finished before the call.
         description: shown in the log line before the progress bar.
+        total: the number of batches, for the progress bar (None: unknown).
         score_context: `open_scores.score_context(model)` (centroids, trained s);
             None computes it from ``model`` when it is a Keras model.
         scale_grid: the s' values of the "msp_rescaled" score.
@@ -90,7 +71,7 @@ def collect_top1_outputs(
     num_classes = None
     has_reachability = None
     logging.info("Evaluating %s", description)
-    progbar = keras.utils.Progbar(_num_batches(batches), unit_name="batch")
+    progbar = keras.utils.Progbar(total, unit_name="batch")
     for step, (images, batch_labels) in enumerate(batches):
         outputs = call(images)
         if not isinstance(outputs, Mapping):
@@ -175,7 +156,7 @@ def evaluate_model(
     dataset: Any,
     out_dir: str,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = PAPER_THRESHOLD,
     convention: str = "strict",
     batch_size: int = 256,
     model_name: str = "oltr",
@@ -213,15 +194,17 @@ def evaluate_model(
     if not dataset.has_split("test"):
         raise ValueError(f"Dataset {dataset.name!r} has no 'test' split.")
     context = open_scores.score_context(model)
-    parts = {
-        split: collect_top1_outputs(
+
+    def collect(split):
+        return collect_top1_outputs(
             model,
             eval_batches(dataset, split, batch_size),
             description=f"split {split!r}",
+            total=num_batches(dataset, split, batch_size),
             score_context=context,
         )
-        for split in splits
-    }
+
+    parts = {split: collect(split) for split in splits}
     image_counts = {
         split: _image_counts(dataset, split, part, max_unreadable_fraction)
         for split, part in parts.items()
@@ -230,17 +213,7 @@ def evaluate_model(
     val, val_splits = None, []
     if dataset.has_split("val"):
         val_splits = [s for s in VAL_SPLITS if dataset.has_split(s)]
-        val = _concat_outputs(
-            [
-                collect_top1_outputs(
-                    model,
-                    eval_batches(dataset, split, batch_size),
-                    description=f"split {split!r}",
-                    score_context=context,
-                )
-                for split in val_splits
-            ]
-        )
+        val = _concat_outputs([collect(split) for split in val_splits])
         val.pop("reachability")
     metrics = evaluate_top1_predictions(
         test["predicted_class"],
@@ -264,62 +237,3 @@ def evaluate_model(
         plot_files=plot_files,
     )
     return metrics
-
-
-def evaluate_workdir(
-    workdir: str,
-    *,
-    stage: int = 2,
-    checkpoint: str = "best",
-    threshold: float = DEFAULT_THRESHOLD,
-    convention: str = "strict",
-    batch_size: int = 256,
-    out_dir: str | None = None,
-    max_unreadable_fraction: float = DEFAULT_MAX_UNREADABLE_FRACTION,
-) -> EvaluationResult:
-    """Loads ``<workdir>/stage{stage}/{checkpoint}.keras`` and evaluates it.
-
-    The dataset is rebuilt from ``<workdir>/config.json`` ({"dataset": name,
-    "dataset_kwargs": {...}}) with `keras_oltr.data.get_dataset`. Results go to
-    ``out_dir`` (default ``<workdir>/eval/stage{stage}``).
-
-    Raises:
-        WorkdirError: missing or unreadable config.json.
-        CheckpointNotFoundError: missing checkpoint file.
-        ValueError: bad ``stage`` / ``checkpoint`` / ``convention`` values.
-    """
-    if stage not in STAGE_MODEL_NAMES:
-        raise ValueError(f"`stage` must be 1 or 2. Received: stage={stage!r}")
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(
-            f"`checkpoint` must be one of {CHECKPOINTS}. Received: checkpoint={checkpoint!r}"
-        )
-    check_convention(convention)
-    run = Workdir(workdir)
-    config = run.read_config_document()
-    run.require_model(stage, checkpoint)
-    checkpoint_path = run.model_path(stage, checkpoint)
-
-    # Importing these registers the custom layers and models needed to deserialise.
-    import keras_oltr.layers
-    import keras_oltr.models  # noqa: F401
-    from keras_oltr import data
-
-    model = run.load_model(stage, checkpoint)
-    dataset = data.get_dataset(config["dataset"], **config.get("dataset_kwargs", {}))
-    out_dir = out_dir or run.eval_dir(stage)
-    return evaluate_model(
-        model,
-        dataset,
-        out_dir,
-        threshold=threshold,
-        convention=convention,
-        batch_size=batch_size,
-        model_name=STAGE_MODEL_NAMES[stage],
-        extra={
-            "workdir": os.path.abspath(workdir),
-            "checkpoint": checkpoint_path,
-            "config": config,
-        },
-        max_unreadable_fraction=max_unreadable_fraction,
-    )

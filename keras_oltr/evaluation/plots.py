@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from keras_oltr.evaluation.results import EvaluationResult, ScoreHistogram
-from keras_oltr.evaluation.shot_groups import SHOT_GROUPS
+from keras_oltr.shot_groups import SHOT_GROUPS
 
 GROUP_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
 _DPI = 100

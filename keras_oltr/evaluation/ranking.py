@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_oltr.evaluation.checks import as_1d, check_same_length
+from keras_oltr.arrays import as_1d, check_same_length
 
 DEFAULT_TPR_LEVEL = 0.95
 DEFAULT_HISTOGRAM_BINS = 50

@@ -5,7 +5,7 @@ serve_encoded signatures; `convert_tflite` / `convert_onnx` write the numeric ou
 with the class list beside the file; `load_predictor` runs any of them.
 """
 
-from keras_oltr.data.transforms import MAX_PIXELS
+from keras_oltr.data.decode import MAX_PIXELS
 from keras_oltr.export.graph import decode_image, open_set_outputs
 from keras_oltr.export.litert import convert_tflite
 from keras_oltr.export.metadata import (

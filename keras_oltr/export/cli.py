@@ -9,10 +9,10 @@ import sys
 
 from absl import flags
 
-from keras_oltr.evaluation import WorkdirError
+from keras_oltr.cli import EXIT_USER_ERROR, print_error
 from keras_oltr.export.workdir import WorkdirModel, load_workdir_model
+from keras_oltr.runs import WorkdirError
 
-EXIT_USER_ERROR = 2
 USER_ERRORS = (WorkdirError, ValueError, OSError)
 
 
@@ -45,11 +45,6 @@ def load_from_flags(holders) -> WorkdirModel:
     )
 
 
-def one_line(error: BaseException) -> str:
-    """The error's message on one line (runtimes' messages span several)."""
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def run(action) -> int:
     """Runs ``action()``; a user error prints ``error: <one line>`` and returns 2.
 
@@ -70,5 +65,14 @@ def run(action) -> int:
     try:
         return action() or 0
     except USER_ERRORS as error:
-        sys.stderr.write(f"error: {one_line(error)}\n")
-        return EXIT_USER_ERROR
+        return print_error(error)
+
+
+def main_of(action):
+    """The `main(argv)` of an export CLI whose work is ``action()`` (see `run`)."""
+
+    def main(argv):
+        del argv
+        return run(action)
+
+    return main

@@ -5,10 +5,10 @@ import os
 
 import tensorflow as tf
 
-from keras_oltr.data import transforms
-from keras_oltr.evaluation import open_scores
-from keras_oltr.evaluation.open_scores import MSP, MSP_RESCALED
-from keras_oltr.export.metadata import NUMERIC_OUTPUTS, UNKNOWN_CLASS, ExportMetadata
+from keras_oltr import open_scores
+from keras_oltr.data import decode, transforms
+from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata
+from keras_oltr.open_scores import MSP, MSP_RESCALED
 
 
 def check_threshold(threshold, open_score=MSP) -> float:
@@ -70,7 +70,7 @@ def assert_images(images, image_shape):
         return tf.ensure_shape(tf.identity(images), (None, *image_shape))
 
 
-def decode_image(encoded, image_shape, *, max_pixels=transforms.MAX_PIXELS):
+def decode_image(encoded, image_shape, *, max_pixels=decode.MAX_PIXELS):
     """Decodes one JPEG/PNG/GIF/BMP/WebP string to float32 [H, W, C] in [0, 255].
 
     Evaluation's own transform (`keras_oltr.data.transforms.serving_transform`): the
@@ -81,7 +81,7 @@ def decode_image(encoded, image_shape, *, max_pixels=transforms.MAX_PIXELS):
     return transforms.serving_transform(encoded, image_shape, max_pixels=max_pixels)
 
 
-def decode_images(encoded, image_shape, *, max_pixels=transforms.MAX_PIXELS):
+def decode_images(encoded, image_shape, *, max_pixels=decode.MAX_PIXELS):
     """Decodes a [batch] string tensor of encoded images to float32 [batch, H, W, C]."""
     return tf.map_fn(
         lambda s: decode_image(s, image_shape, max_pixels=max_pixels),
@@ -90,42 +90,30 @@ def decode_images(encoded, image_shape, *, max_pixels=transforms.MAX_PIXELS):
     )
 
 
-def open_set_decision(probabilities, score, threshold):
-    """The open-set rule in the graph (numpy form: `open_scores.open_set_decision`).
-
-    The two forms are tested equal. The top-1 class (the lowest index among ties),
-    or -1 ("unknown") where the row's probabilities are not all finite, the score is
-    NaN or infinite, or ``score < threshold``. Finiteness is tested with
-    comparisons only (|x| < inf, false for NaN), which every runtime (TF, TFLite,
-    ONNX) carries as builtin ops.
-    """
-    predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-    inf = tf.constant(float("inf"), probabilities.dtype)
-    finite_row = tf.reduce_sum(tf.abs(probabilities), axis=-1) < inf
-    score = tf.cast(score, probabilities.dtype)
-    known = finite_row & (tf.abs(score) < inf) & (score >= threshold)
-    return tf.where(known, predicted, tf.constant(UNKNOWN_CLASS, tf.int64))
-
-
 def open_set_outputs(model_outputs, threshold, *, open_score=MSP, score_context=None, scale=None):
     """The numeric deployment outputs from a model's output dict.
 
     Args:
         model_outputs: the model's output dict.
         threshold: the threshold of ``open_score``.
-        open_score: the score the decision uses (`keras_oltr.evaluation.open_scores`).
+        open_score: the score the decision uses (`keras_oltr.open_scores`).
         score_context: `open_scores.score_context(model)` for the OLTR scores.
         scale: s' of "msp_rescaled".
 
     Returns a dict: logits [B, K], probabilities [B, K], reachability [B] (NaN for a
     model without it), max_probability [B], open_score [B] (the decision's score),
-    predicted_class [B] int64 (`open_set_decision`: -1 when the score is below the
+    predicted_class [B] int64 (`open_scores.open_set_decision`: -1 when the score is below the
     threshold or not finite).
     """
     probabilities = model_outputs["probabilities"]
     max_probability = tf.reduce_max(probabilities, axis=-1)
     score = open_scores.compute_score(open_score, model_outputs, score_context, scale=scale)
-    predicted = open_set_decision(probabilities, score, threshold)
+    # The top-1 class with the runtime's own argmax (ties: the lowest index); keras.ops'
+    # argmax adds sign-bit ops that TFLite lacks.
+    top1 = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    predicted = open_scores.open_set_decision(
+        top1, score, threshold, valid=open_scores.finite_rows(probabilities)
+    )
     if "reachability" in model_outputs:
         reachability = model_outputs["reachability"]
     else:

@@ -5,6 +5,7 @@ import json
 import os
 
 import keras_oltr
+from keras_oltr.open_scores import UNKNOWN_CLASS
 
 # The numeric outputs every format returns; SavedModel signatures add "class_name".
 NUMERIC_OUTPUTS = (
@@ -16,7 +17,6 @@ NUMERIC_OUTPUTS = (
     "predicted_class",
 )
 UNKNOWN_CLASS_NAME = "unknown"
-UNKNOWN_CLASS = -1
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8")
 SAVED_MODEL_METADATA = os.path.join("assets.extra", "oltr_export.json")
@@ -37,7 +37,7 @@ class ExportMetadata:
             ("unknown") when open_score < threshold or the outputs are not finite.
         threshold_source: where the threshold came from ("argument",
             "validation:<metrics.json path>" or "default").
-        open_score: the score the decision uses (`keras_oltr.evaluation.open_scores`;
+        open_score: the score the decision uses (`keras_oltr.open_scores`;
             "msp" is the paper's max softmax probability), returned as "open_score".
         score_params: the score's parameters ({"reachability_scale": s'} for
             "msp_rescaled").

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_oltr.data import transforms
-from keras_oltr.data.transforms import MAX_PIXELS
+from keras_oltr.data.decode import MAX_PIXELS
 from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata, metadata_path
 
 

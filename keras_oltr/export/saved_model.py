@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_oltr.data.transforms import MAX_PIXELS
+from keras_oltr.data.decode import MAX_PIXELS
 from keras_oltr.export import graph
 from keras_oltr.export.metadata import (
     NUMERIC_OUTPUTS,
@@ -125,7 +125,7 @@ def export_saved_model(
         Both return logits [B, K], probabilities [B, K], reachability [B],
         max_probability [B], open_score [B] (the score of the decision),
         predicted_class int64 [B] (-1 when open_score < threshold or the outputs
-        are not finite: `graph.open_set_decision`) and class_name string [B]
+        are not finite: `open_scores.open_set_decision`) and class_name string [B]
         ("unknown" for -1).
 
     The stage-1 plain model has no reachability; its reachability output is NaN (and
@@ -145,7 +145,7 @@ def export_saved_model(
         warmup: write TF Serving warmup requests.
         overwrite: replace an existing version directory.
         max_pixels: pixel budget (height * width) of one image sent to serve_encoded.
-        open_score: the decision's score (`keras_oltr.evaluation.open_scores`; "msp",
+        open_score: the decision's score (`keras_oltr.open_scores`; "msp",
             the paper's rule, by default).
         score_params: its parameters ({"reachability_scale": s'} for msp_rescaled).
         open_validation: how score and threshold were chosen (recorded in metadata).

@@ -1,12 +1,17 @@
 """Loading a trained model, its class list and its rejection threshold from a workdir.
 
-The run layout itself (paths, config.json, metrics.json) is `keras_oltr.training.Workdir`'s.
+The run layout itself (paths, config.json, metrics.json) is `keras_oltr.runs.Workdir`'s.
 """
 
 import dataclasses
 
-from keras_oltr.evaluation.metrics import DEFAULT_THRESHOLD
-from keras_oltr.training.workdir import Workdir
+import numpy as np
+
+from keras_oltr.data import get_dataset
+from keras_oltr.export.saved_model import export_saved_model
+from keras_oltr.models import load_stage_model
+from keras_oltr.open_scores import MSP, PAPER_THRESHOLD
+from keras_oltr.runs import Workdir, check_stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +47,7 @@ def validation_threshold(workdir, stage=2):
         (threshold, source): the evaluation's ``metrics.threshold_selection.threshold`` and
         "validation:<metrics.json path>", or (0.1, "default") when it is absent.
     """
-    return Workdir(workdir).chosen_threshold(stage, default=DEFAULT_THRESHOLD)
+    return Workdir(workdir).chosen_threshold(stage, default=PAPER_THRESHOLD)
 
 
 def read_config(workdir):
@@ -52,8 +57,6 @@ def read_config(workdir):
 
 def get_workdir_dataset(config):
     """Rebuilds the training dataset named in a workdir config."""
-    from keras_oltr.data import get_dataset
-
     return get_dataset(config["dataset"], **config.get("dataset_kwargs", {}))
 
 
@@ -72,21 +75,19 @@ def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
             missing or unreadable checkpoint.
     """
     run = Workdir(workdir)
-    stage = int(stage) if stage in (1, 2) else stage
-    if stage not in (1, 2):
-        raise ValueError(f"`stage` must be 1 or 2. Received: stage={stage!r}")
+    stage = check_stage(stage)
     config = run.read_config_document()
-    model = run.load_model(stage, checkpoint)
+    model = load_stage_model(run, stage, checkpoint)
     class_names = config.get("class_names")
     if not class_names:
         class_names = get_workdir_dataset(config).class_names
-    open_score, score_params, note = "msp", {}, ""
+    open_score, score_params, note = MSP, {}, ""
     if threshold is None:
         threshold, source = validation_threshold(workdir, stage)
         selection = run.threshold_selection(stage) if source != "default" else None
         if selection:
             # metrics.json written before the open scores existed chose on msp.
-            open_score = selection.get("score") or "msp"
+            open_score = selection.get("score") or MSP
             score_params = selection.get("score_params") or {}
             note = selection.get("open_val_note") or ""
         else:
@@ -112,8 +113,6 @@ def representative_images(dataset, num_images=256, *, seed=0):
     They come with the test transform (no augmentation), as the deployed model sees
     images; int8 calibration uses them.
     """
-    import numpy as np
-
     if num_images < 1:
         raise ValueError(f"`num_images` must be positive. Received: num_images={num_images}")
     batch = min(num_images, 64)
@@ -145,8 +144,6 @@ def export_workdir_saved_model(
     Returns:
         (export path, the `WorkdirModel` that was exported).
     """
-    from keras_oltr.export.saved_model import export_saved_model
-
     trained = load_workdir_model(workdir, stage=stage, checkpoint=checkpoint, threshold=threshold)
     path = export_saved_model(
         trained.model,

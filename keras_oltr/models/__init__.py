@@ -8,6 +8,7 @@ from keras_oltr.models.builders import (
     init_from_stage1,
     with_nearest_neighbour_score,
 )
+from keras_oltr.models.loading import load_stage_model
 from keras_oltr.models.oltr_model import OLTRModel
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "get_backbone",
     "init_from_stage1",
     "list_backbones",
+    "load_stage_model",
     "register_backbone",
     "with_nearest_neighbour_score",
 ]

@@ -1,27 +1,20 @@
 """Backbone registry: names map to builder functions returning a feature-map model."""
 
-_BACKBONES = {}
+from keras_oltr.registry import Registry
+
+_BACKBONES = Registry("backbone")
 
 
 def register_backbone(name):
     """Decorator registering `fn(input_shape, **options) -> keras.Model` under `name`."""
-
-    def decorator(fn):
-        if name in _BACKBONES:
-            raise ValueError(f"Backbone {name!r} is already registered.")
-        _BACKBONES[name] = fn
-        return fn
-
-    return decorator
+    return _BACKBONES.register(name)
 
 
 def list_backbones():
     """Names of the registered backbones, sorted."""
-    return sorted(_BACKBONES)
+    return _BACKBONES.names()
 
 
 def get_backbone(name, input_shape, **options):
     """Builds the backbone `name`: a keras.Model from raw [0, 255] images to [B, H, W, C]."""
-    if name not in _BACKBONES:
-        raise ValueError(f"Unknown backbone. Known: {list_backbones()}. Received: name={name!r}")
-    return _BACKBONES[name](tuple(input_shape), **options)
+    return _BACKBONES.get(name, argument="name")(tuple(input_shape), **options)

@@ -1,39 +1,20 @@
-"""Experiment configs, the run layout (`Workdir`), checkpoints and the two-stage trainer."""
+"""Training one stage: its optimizer, its `fit` with validation and checkpoints.
 
-from keras_oltr.training.config import (
-    ExperimentConfig,
-    ModelConfig,
-    StageConfig,
-    get_preset,
-    list_presets,
-    register_preset,
-    smoke,
-)
-from keras_oltr.training.trainer import NonFiniteLossError, TrainingError, run_experiment
-from keras_oltr.training.workdir import (
-    STAGE_NAMES,
-    CheckpointDamagedError,
-    CheckpointNotFoundError,
-    ConfigMismatchError,
-    Workdir,
-    WorkdirError,
-)
+The run as a whole (stage 1, centroids, stage 2, evaluation, export) is
+`keras_oltr.experiment`'s; this package knows nothing of evaluation or export.
+"""
+
+from keras_oltr.training.errors import NonFiniteLossError, TrainingError
+from keras_oltr.training.optimizer import compile_for_stage, learning_rate_schedule
+from keras_oltr.training.stage import steps_per_epoch, train_stage
+from keras_oltr.training.validation import validate
 
 __all__ = [
-    "STAGE_NAMES",
-    "CheckpointDamagedError",
-    "CheckpointNotFoundError",
-    "ConfigMismatchError",
-    "ExperimentConfig",
-    "ModelConfig",
     "NonFiniteLossError",
-    "StageConfig",
     "TrainingError",
-    "Workdir",
-    "WorkdirError",
-    "get_preset",
-    "list_presets",
-    "register_preset",
-    "run_experiment",
-    "smoke",
+    "compile_for_stage",
+    "learning_rate_schedule",
+    "steps_per_epoch",
+    "train_stage",
+    "validate",
 ]

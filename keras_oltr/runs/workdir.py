@@ -22,7 +22,6 @@ at any moment leaves either the old or the new file, never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -30,129 +29,24 @@ import uuid
 
 from absl import logging
 
+from keras_oltr.runs.atomic import TMP_PREFIX, write_text_atomic
+from keras_oltr.runs.checkpoint import read_state
+from keras_oltr.runs.errors import (
+    CheckpointNotFoundError,
+    ConfigMismatchError,
+    WorkdirError,
+)
+
 STAGES = (1, 2)
 STAGE_NAMES = {1: "plain", 2: "oltr"}
 CHECKPOINTS = ("best", "latest")
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"  # in an evaluation folder, with REPORT_FILE
 REPORT_FILE = "report.md"
-TMP_PREFIX = ".tmp-"
 # Facts about the dataset that config.json records beside the ExperimentConfig.
 DATASET_INFO_KEYS = ("image_size", "channels", "class_names")
 # Config fields a resumed run may change: they do not alter what is trained.
 RESUMABLE_CHANGES = ("eval_batch_size", "checkpoint_every_steps", "threshold", "colour_jitter_on")
-# Environment hook of the fault-injection tests: "<write point>[:<n>]" SIGKILLs the
-# process at the n-th (default first) time it reaches that point of an artefact write.
-FAULT_ENV = "KERAS_OLTR_FAULT"
-_fault_hits: dict[str, int] = {}
-
-
-class WorkdirError(Exception):
-    """A workdir lacks something a step needs, or cannot be used."""
-
-
-class CheckpointNotFoundError(WorkdirError, FileNotFoundError):
-    """The requested model file does not exist."""
-
-
-class CheckpointDamagedError(WorkdirError):
-    """A model or checkpoint file exists but cannot be read (truncated, corrupt)."""
-
-
-class ConfigMismatchError(WorkdirError):
-    """The workdir holds a run with another configuration."""
-
-
-def fault_point(name: str) -> None:
-    """SIGKILLs this process when `KERAS_OLTR_FAULT` names this write point (tests)."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    point, _, count = spec.partition(":")
-    if point != name:
-        return
-    _fault_hits[name] = _fault_hits.get(name, 0) + 1
-    if _fault_hits[name] >= int(count or 1):
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def fsync_dir(path: str) -> None:
-    """Flushes a folder's entries (a rename is durable only after this)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def fsync_tree(path: str) -> None:
-    """fsyncs every file under `path` (or the file itself) and the folders."""
-    if os.path.isfile(path):
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
-        return
-    for root, _, files in os.walk(path):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as f:
-                os.fsync(f.fileno())
-        fsync_dir(root)
-
-
-def tmp_path_for(path: str) -> str:
-    """A unique temporary name beside `path` that keeps its extension."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{name}")
-
-
-@contextlib.contextmanager
-def atomic_write(path: str, *, fault: str | None = None):
-    """Yields a temporary path; on success it is fsynced and renamed to `path`.
-
-    Works for files and folders (a folder at `path` is replaced as a whole). On an
-    exception the temporary is removed and `path` is left as it was. `fault` names
-    the write point for `fault_point` (hit after the temporary is written, before the
-    rename, the moment a crash used to leave a truncated file).
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = tmp_path_for(path)
-    try:
-        yield tmp
-        fsync_tree(tmp)
-        if fault:
-            fault_point(fault)
-        if os.path.isdir(tmp) and os.path.isdir(path):
-            old = tmp_path_for(path)
-            os.rename(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        fsync_dir(os.path.dirname(os.path.abspath(path)))
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
-            os.remove(tmp)
-
-
-def write_text_atomic(path: str, text: str, *, fault: str | None = None) -> None:
-    """Writes `text` to `path` through `atomic_write`."""
-    with atomic_write(path, fault=fault) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-
-def save_model_atomic(model, path: str, *, fault: str | None = None) -> None:
-    """`model.save(path)` through `atomic_write` (the temporary keeps the .keras suffix)."""
-    with atomic_write(path, fault=fault) as tmp:
-        model.save(tmp)
 
 
 def check_stage(stage) -> int:
@@ -301,18 +195,6 @@ class Workdir:
             raise WorkdirError(f"{path} is not a training config (no 'dataset' field).")
         return document
 
-    def read_config(self):
-        """The run's `ExperimentConfig`."""
-        from keras_oltr.training.config import ExperimentConfig
-
-        document = self.read_config_document()
-        try:
-            return ExperimentConfig.from_dict(
-                {k: v for k, v in document.items() if k not in DATASET_INFO_KEYS}
-            )
-        except (TypeError, ValueError) as error:
-            raise WorkdirError(f"{self.config_path} is not a valid config: {error}") from None
-
     def dataset_info(self) -> dict:
         """image_size, channels and class_names recorded at training time."""
         document = self.read_config_document()
@@ -376,8 +258,6 @@ class Workdir:
         path = self.model_path(stage, checkpoint)
         if os.path.isfile(path):
             return path
-        from keras_oltr.training.checkpoint import read_state
-
         state = read_state(self.checkpoint_dir(stage), warn=False)
         if state is not None and checkpoint == "best" and state.get("best_epoch", -1) < 0:
             why = (
@@ -393,21 +273,6 @@ class Workdir:
         else:
             why = f"stage {stage} has not been trained in this workdir: run --stage={stage} first."
         raise CheckpointNotFoundError(f"No stage-{stage} model {path}: {why}")
-
-    def load_model(self, stage: int, checkpoint: str = "best"):
-        """Loads `stage{N}/{checkpoint}.keras` (custom layers registered, not compiled)."""
-        path = self.require_model(stage, checkpoint)
-        import keras
-
-        import keras_oltr.models  # noqa: F401  (registers the custom layers)
-
-        try:
-            return keras.saving.load_model(path, compile=False)
-        except Exception as error:  # (zip, h5 and JSON errors alike)
-            raise CheckpointDamagedError(
-                f"{path} is damaged ({type(error).__name__}: {str(error)[:200]}). Rerun "
-                f"--stage={stage} with the same flags to write it again."
-            ) from None
 
     # -------------------------------------------------------- metrics, threshold
 
@@ -435,7 +300,7 @@ class Workdir:
             return None
         return selection if isinstance(selection, dict) else None
 
-    def chosen_threshold(self, stage: int = 2, default: float = 0.1):
+    def chosen_threshold(self, stage: int = 2, *, default: float):
         """(threshold, source): the validation-chosen threshold or (default, "default")."""
         selection = self.threshold_selection(stage)
         try:

@@ -1,14 +1,19 @@
-"""Experiment configuration: frozen dataclasses and named presets.
+"""Experiment configuration: frozen dataclasses, validated on construction.
 
-One preset per experiment (the reference's schedules for the real benchmarks); derived values
-such as steps per epoch come from the dataset at run time, never from the config.
+Derived values such as steps per epoch come from the dataset at run time, never from
+the config. The named presets are `keras_oltr.presets`'. Every leaf field is settable
+from the command line by its dotted name (`--config.stage2.epochs=60`;
+`leaf_fields` lists them).
 """
 
 import dataclasses
 import json
 import math
 
-_PRESETS = {}
+from keras_oltr.open_scores import PAPER_THRESHOLD
+from keras_oltr.runs import Workdir, WorkdirError
+from keras_oltr.runs.workdir import DATASET_INFO_KEYS
+
 SAMPLERS = ("random", "class_aware")
 SCHEDULES = ("step", "cosine")
 COLOUR_JITTER_PLACES = ("auto", "input_pipeline", "train_step")
@@ -124,7 +129,7 @@ class ExperimentConfig:
     model: ModelConfig = ModelConfig()
     stage1: StageConfig = StageConfig()
     stage2: StageConfig = StageConfig()
-    threshold: float = 0.1
+    threshold: float = PAPER_THRESHOLD
     checkpoint_every_steps: int = 0  # 0: only at epoch ends
     seed: int = 0
     mixed_precision: bool = False
@@ -133,6 +138,8 @@ class ExperimentConfig:
     # "input_pipeline" (tf.data, CPU), "train_step" (inside the compiled step, on
     # the accelerator) or "auto" (train_step when the backend has a GPU/TPU).
     colour_jitter_on: str = "auto"
+    # The stage-2 long-tail method, a name registered in keras_oltr.methods.
+    method: str = "oltr"
 
     def __post_init__(self):
         self.validate()
@@ -161,6 +168,7 @@ class ExperimentConfig:
             self.colour_jitter_on,
             f"in {COLOUR_JITTER_PLACES}",
         )
+        _check(isinstance(self.method, str) and bool(self.method), "method", self.method, "a name")
         self.stage1.validate("stage1.")
         self.stage2.validate("stage2.")
 
@@ -184,135 +192,47 @@ class ExperimentConfig:
             d[key] = part(**d.get(key, {}))
         return cls(**d)
 
-
-def register_preset(name):
-    """Decorator registering a function returning an ExperimentConfig."""
-
-    def decorator(fn):
-        _PRESETS[name] = fn
-        return fn
-
-    return decorator
-
-
-def list_presets():
-    """Names of the registered presets."""
-    return sorted(_PRESETS)
+    @classmethod
+    def from_workdir(cls, workdir):
+        """The `ExperimentConfig` recorded in a run's config.json (raises WorkdirError)."""
+        workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+        document = workdir.read_config_document()
+        try:
+            return cls.from_dict({k: v for k, v in document.items() if k not in DATASET_INFO_KEYS})
+        except (TypeError, ValueError) as error:
+            raise WorkdirError(f"{workdir.config_path} is not a valid config: {error}") from None
 
 
-def get_preset(name):
-    """The ExperimentConfig of preset `name`."""
-    if name not in _PRESETS:
-        raise ValueError(f"Unknown preset. Known: {list_presets()}. Received: preset={name!r}")
-    return _PRESETS[name]()
+def leaf_fields(cls=None, prefix=""):
+    """{dotted name: type} of every settable leaf field of `ExperimentConfig`.
+
+    Nested dataclasses (model, stage1, stage2) are walked; `dataset_kwargs` (a free
+    dict, set with --dataset_arg) is not a leaf.
+    """
+    cls = cls or ExperimentConfig
+    out = {}
+    for field in dataclasses.fields(cls):
+        kind = field.type
+        if dataclasses.is_dataclass(kind):
+            out.update(leaf_fields(kind, f"{prefix}{field.name}."))
+        elif kind is not dict:
+            out[prefix + field.name] = kind
+    return out
 
 
-def smoke(config):
-    """Shrinks any preset to a run of seconds: tiny widths, few steps, both stages."""
-    model = dataclasses.replace(config.model, width=4, feature_dim=16)
-    if model.backbone != "resnet10":
-        model = dataclasses.replace(model, backbone="resnet10", backbone_weights=None)
-    shrink = dict(epochs=2, step_epochs=1)
-    return dataclasses.replace(
-        config,
-        name=config.name + "_smoke",
-        model=model,
-        stage1=dataclasses.replace(config.stage1, **shrink),
-        stage2=dataclasses.replace(config.stage2, **shrink),
-        batch_size=min(config.batch_size, 32),
-        eval_batch_size=min(config.eval_batch_size, 256),
-        max_steps_per_epoch=3,
-    )
-
-
-# ImageNet-LT (reference config): ResNet-10 from scratch, stage 1 30 epochs lr 0.1 step 10;
-# stage 2 60 epochs, class-aware sampling, backbone 0.01 / heads 0.1 / centroids 0.01,
-# step every 20 epochs; use_fc on (the reference's ImageNet-LT stage-2 config).
-@register_preset("imagenet_lt")
-def imagenet_lt():
-    return ExperimentConfig(
-        name="imagenet_lt",
-        dataset="imagenet_lt",
-        batch_size=128,
-        model=ModelConfig(use_fc=True),
-        stage1=StageConfig(epochs=30, learning_rate=0.1, step_epochs=10),
-        stage2=StageConfig(
-            epochs=60,
-            learning_rate=0.1,
-            step_epochs=20,
-            sampler="class_aware",
-            backbone_lr_multiplier=0.1,
-        ),
-        checkpoint_every_steps=500,
-    )
-
-
-# Places-LT: ImageNet-pretrained ResNet-152; stage 1 backbone lr 0.001 / classifier
-# 0.1, 30 epochs; stage 2 backbone frozen (attention and fc train), 30 epochs.
-@register_preset("places_lt")
-def places_lt():
-    return ExperimentConfig(
-        name="places_lt",
-        dataset="places_lt",
-        batch_size=128,
-        model=ModelConfig(backbone="resnet152", backbone_weights="imagenet", use_fc=True),
-        stage1=StageConfig(
-            epochs=30, learning_rate=0.1, step_epochs=10, backbone_lr_multiplier=0.01
-        ),
-        stage2=StageConfig(
-            epochs=30,
-            learning_rate=0.1,
-            step_epochs=10,
-            sampler="class_aware",
-            freeze_backbone=True,
-        ),
-        checkpoint_every_steps=500,
-    )
-
-
-# CIFAR-100-LT (imbalance 100): ResNet-10 with the small stem at 32 px.
-@register_preset("cifar100_lt")
-def cifar100_lt():
-    return ExperimentConfig(
-        name="cifar100_lt",
-        dataset="cifar100_lt",
-        batch_size=128,
-        model=ModelConfig(stem="small", width=64),
-        stage1=StageConfig(epochs=60, learning_rate=0.1, schedule="cosine"),
-        stage2=StageConfig(
-            epochs=30,
-            learning_rate=0.1,
-            schedule="cosine",
-            sampler="class_aware",
-            backbone_lr_multiplier=0.1,
-        ),
-    )
-
-
-# The embedded benchmark: a narrow small-stem ResNet-10 that trains in minutes on
-# 2 CPU cores.
-@register_preset("mixed_mnist_lt")
-def mixed_mnist_lt():
-    return ExperimentConfig(
-        name="mixed_mnist_lt",
-        dataset="mixed_mnist_lt",
-        batch_size=64,
-        model=ModelConfig(stem="small", width=16, use_fc=False),
-        stage1=StageConfig(epochs=12, learning_rate=0.1, step_epochs=8),
-        stage2=StageConfig(
-            epochs=8,
-            learning_rate=0.1,
-            step_epochs=6,
-            sampler="class_aware",
-            backbone_lr_multiplier=0.1,
-        ),
-    )
-
-
-# The second embedded benchmark (another known/open class partition of the same sources):
-# the mixed_mnist_lt experiment unchanged, so the two tables compare.
-@register_preset("mixed_mnist_lt_b")
-def mixed_mnist_lt_b():
-    return dataclasses.replace(
-        mixed_mnist_lt(), name="mixed_mnist_lt_b", dataset="mixed_mnist_lt_b"
-    )
+def with_overrides(config, overrides):
+    """``config`` with ``{dotted field: value}`` replaced (validated by construction)."""
+    nested = {}
+    for dotted, value in overrides.items():
+        head, _, rest = dotted.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            nested[head] = value
+    changes = {}
+    for name, value in nested.items():
+        if isinstance(value, dict):
+            changes[name] = with_overrides(getattr(config, name), value)
+        else:
+            changes[name] = value
+    return dataclasses.replace(config, **changes)

@@ -16,13 +16,8 @@ import shutil
 import numpy as np
 from absl import logging
 
-from keras_oltr.training.workdir import (
-    CheckpointDamagedError,
-    fault_point,
-    fsync_dir,
-    fsync_tree,
-    tmp_path_for,
-)
+from keras_oltr.runs.atomic import fault_point, fsync_dir, fsync_tree, tmp_path_for
+from keras_oltr.runs.errors import CheckpointDamagedError
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"

@@ -6,7 +6,7 @@ import tensorflow as tf
 from absl import logging
 
 from keras_oltr.distribute import sum_over_workers, worker_info
-from keras_oltr.training.inference import eval_batches, inference_function
+from keras_oltr.inference.batches import eval_batches, inference_function
 
 
 def class_mean_features(model, dataset, strategy=None, batch_size=256):

@@ -25,13 +25,13 @@ Every score is oriented so that **higher means more known**:
   and m' = m s' / s (both with the squash's epsilon). The class ranking is the same
   for every s'; only the max probability, and so the rejection, changes.
 
-The scores are written once, with keras.ops, and run on the model's output dict in
-evaluation (any backend) and inside the exported graphs (TensorFlow). The decision
-rule has a numpy form here (`open_set_decision`) and a graph form
-(`keras_oltr.export.graph.open_set_decision`), tested equal: predict the top-1 class
-when the row's probabilities are all finite, the score is finite and
-``score >= threshold``; else -1 ("unknown"). NaN or infinite pixels therefore give
-"unknown" in every runtime.
+The scores and the decision rule are written once, with keras.ops, and serve the
+model graph, evaluation (any backend) and every export format alike. The rule
+(`open_set_decision`): predict the top-1 class when the row's outputs are all
+finite, the score is finite and ``score >= threshold``, both compared in float32
+(the dtype every runtime has); else `UNKNOWN_CLASS` (-1). NaN or infinite pixels
+therefore give "unknown" in every runtime. `PAPER_THRESHOLD` is the paper's rule:
+max softmax probability at 0.1.
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from keras import ops
 
-UNKNOWN_CLASS = -1
+UNKNOWN_CLASS = -1  # the label and the prediction of an open ("unknown") image
+PAPER_THRESHOLD = 0.1  # the paper's rule: reject when max probability < 0.1
+# The one dtype of the decision's comparison (graph, evaluation, TFLite, ONNX).
+DECISION_DTYPE = "float32"
 MSP = "msp"
 MSP_RESCALED = "msp_rescaled"
 # Scores in the order they are tried; a tie in validation F goes to the earlier one.
@@ -117,8 +121,6 @@ def _meta_norm(ops, meta):
 
 def rescaled_logits(outputs: Mapping[str, Any], trained_scale: float, scale: float):
     """The logits the model gives with reachability scale ``scale`` instead of ``trained_scale``."""
-    from keras import ops
-
     logits = outputs["logits"]
     meta = ops.cast(outputs["meta_embedding"], logits.dtype)
     ratio = float(scale) / float(trained_scale)
@@ -143,8 +145,6 @@ def compute_score(
         context: `score_context(model)` (centroids, trained reachability scale).
         scale: s' of "msp_rescaled".
     """
-    from keras import ops
-
     check_score_name(name)
     context = context or {}
     logits = outputs["logits"]
@@ -200,12 +200,16 @@ def rescaled_key(scale: float) -> str:
 
 
 # ----------------------------------------------------------------------------
-# The decision rule (numpy form; the graph form is keras_oltr.export.graph's)
+# The decision rule
 # ----------------------------------------------------------------------------
 
 
 def top1(probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(top-1 class, row is finite) of a [N, K] probability matrix; ties take the lowest index."""
+    """(top-1 class, row is finite) of a [N, K] numpy matrix; ties take the lowest index.
+
+    The host-side twin of `finite_rows` + argmax for evaluation, which keeps only
+    the top-1 of each image.
+    """
     probabilities = np.asarray(probabilities)
     with np.errstate(invalid="ignore"):
         finite = np.abs(probabilities).sum(axis=-1) < np.inf
@@ -213,27 +217,49 @@ def top1(probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.argmax(filled, axis=-1).astype(np.int64), finite
 
 
-def open_set_decision(
-    predicted_class: Any, score: Any, threshold: float, *, valid: Any = None
-) -> np.ndarray:
-    """The open-set rule: the top-1 class, or -1 where it is not trusted.
+def finite_rows(probabilities):
+    """[B] booleans: the row holds no NaN or infinity (|x| summed < inf: builtin ops only)."""
+    inf = ops.convert_to_tensor(float("inf"), probabilities.dtype)
+    return ops.less(ops.sum(ops.abs(probabilities), axis=-1), inf)
+
+
+def open_set_decision(predicted_class, score, threshold, *, valid=None):
+    """The open-set rule: the top-1 class, or `UNKNOWN_CLASS` (-1) where it is not trusted.
 
     -1 where ``score < threshold``, where the score is NaN or infinite, or where the
-    row's outputs were not finite (``valid`` False; see `top1`).
+    row's outputs were not finite (``valid`` False). Score and threshold are compared
+    in `DECISION_DTYPE`, in the model graph, in evaluation and in every export. The
+    comparisons are builtin ops of every runtime (TF, TFLite, ONNX); with numpy
+    inputs the result is a backend tensor (`keras.ops.convert_to_numpy` it).
 
     Args:
         predicted_class: [N] top-1 class.
         score: [N] open score (higher = more known).
-        threshold: the score's threshold.
+        threshold: the score's threshold (a number).
         valid: optional [N] booleans, False for rows with non-finite outputs.
     """
-    predicted = np.asarray(predicted_class).astype(np.int64)
-    score = np.asarray(score, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        known = (np.abs(score) < np.inf) & (score >= float(threshold))
+    score = ops.cast(score, DECISION_DTYPE)
+    threshold = ops.convert_to_tensor(float(threshold), DECISION_DTYPE)
+    inf = ops.convert_to_tensor(float("inf"), DECISION_DTYPE)
+    known = ops.logical_and(ops.less(ops.abs(score), inf), ops.greater_equal(score, threshold))
     if valid is not None:
-        known &= np.asarray(valid, dtype=bool)
-    return np.where(known, predicted, UNKNOWN_CLASS)
+        known = ops.logical_and(known, ops.cast(valid, "bool"))
+    predicted = ops.cast(predicted_class, "int64")
+    return ops.where(known, predicted, ops.full_like(predicted, UNKNOWN_CLASS))
+
+
+def decide_numpy(predicted_class, score, threshold, *, valid=None) -> np.ndarray:
+    """`open_set_decision` on host arrays, as an int64 numpy array."""
+    predicted = np.asarray(predicted_class).astype(np.int64)
+    if predicted.size == 0:
+        return predicted
+    out = open_set_decision(
+        predicted,
+        np.asarray(score, dtype=np.float64),
+        threshold,
+        valid=None if valid is None else np.asarray(valid, dtype=bool),
+    )
+    return np.asarray(ops.convert_to_numpy(out)).astype(np.int64)
 
 
 def ranking_score(score: Any, valid: Any = None) -> np.ndarray:

@@ -4,8 +4,9 @@ import keras
 import numpy as np
 from absl import logging
 
+from keras_oltr.inference.batches import eval_batches, inference_function
 from keras_oltr.layers import balanced_bank
-from keras_oltr.training.inference import eval_batches, inference_function
+from keras_oltr.models import with_nearest_neighbour_score
 
 DEFAULT_MAX_PER_CLASS = 100
 
@@ -31,38 +32,24 @@ def train_feature_bank(model, dataset, max_per_class=DEFAULT_MAX_PER_CLASS, batc
     return bank
 
 
-def ensure_feature_bank(
-    workdir, dataset, max_per_class=DEFAULT_MAX_PER_CLASS, batch_size=256, seed=0
-):
-    """Gives the best stage-2 model of `workdir` its nearest-neighbour score, in place.
+def add_feature_bank(model, dataset, max_per_class=DEFAULT_MAX_PER_CLASS, batch_size=256, seed=0):
+    """``model`` with its nearest-neighbour score filled from ``dataset``'s train split.
 
-    Loads `stage2/best.keras`, adds a NearestNeighbourScore ("knn_similarity" output)
-    if the model has none, fills its bank from the train split (`train_feature_bank`)
-    and writes the file back atomically, so that evaluation, export and prediction all
-    read one self-contained model. Deterministic, so a rerun after a crash writes the
-    same file. Returns the model.
+    Adds a NearestNeighbourScore ("knn_similarity" output) when the model has none,
+    or rebuilds it when its bank has another size, and fills the bank
+    (`train_feature_bank`). Deterministic for the same model, dataset and seed, so a
+    rerun after a crash gives the same model. Returns the (possibly new) model.
     """
-    from keras_oltr.models import with_nearest_neighbour_score
-    from keras_oltr.training.workdir import save_model_atomic
-
-    model = workdir.load_model(2, "best")
     bank = train_feature_bank(model, dataset, max_per_class, batch_size, seed)
     try:
         layer = model.get_layer("nearest_neighbour_score")
     except ValueError:
         layer = None
-    if layer is None or tuple(layer.bank.shape) != bank.shape:
-        base = model
-        if layer is not None:  # a bank of another size: rebuild the head on the same layers
-            outputs = {k: v for k, v in model.output.items() if k != "knn_similarity"}
-            base = type(model)(model.input, outputs, name=model.name)
-        model = with_nearest_neighbour_score(base, bank)
-    else:
+    if layer is not None and tuple(layer.bank.shape) == bank.shape:
         layer.set_bank(bank)
-    save_model_atomic(model, workdir.model_path(2, "best"))
-    logging.info(
-        "Nearest-neighbour bank of %d train features written into %s",
-        len(bank),
-        workdir.model_path(2, "best"),
-    )
-    return model
+        return model
+    base = model
+    if layer is not None:  # a bank of another size: rebuild the head on the same layers
+        outputs = {k: v for k, v in model.output.items() if k != "knn_similarity"}
+        base = type(model)(model.input, outputs, name=model.name)
+    return with_nearest_neighbour_score(base, bank)

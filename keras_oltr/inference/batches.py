@@ -1,4 +1,8 @@
-"""Running a model over tf.data batches during training, on any Keras backend."""
+"""Running a model over a dataset's test-transform batches, on any Keras backend.
+
+Centroids, the nearest-neighbour bank, per-epoch validation and evaluation all run
+their passes through `eval_batches` and `inference_function`.
+"""
 
 from collections.abc import Mapping
 
@@ -38,6 +42,17 @@ def eval_batches(dataset, split, batch_size, **kwargs):
     if getattr(dataset, "can_defer_resize", False) and has_accelerator():
         kwargs["defer_resize"] = True
     return dataset.eval_dataset(split, batch_size, **kwargs)
+
+
+def num_batches(dataset, split, batch_size):
+    """The number of batches of a split, for progress bars; None when it is unknown.
+
+    Counted from the split's listed images: unreadable ones shorten the pass.
+    """
+    try:
+        return -(-int(dataset.num_examples(split)) // int(batch_size))
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def model_images(images):

@@ -1,0 +1,197 @@
+"""A whole run, orchestrated in one place: the library behind trainers/train.py.
+
+    stage 1 (plain model) -> stage 2 (the configured long-tail method; OLTR: centroids,
+    meta-embedding) -> nearest-neighbour bank -> evaluation of both stages -> export
+
+Every step reads and writes the run's folder through `keras_oltr.runs.Workdir`, so a
+run killed at any point resumes where it stopped (`resume=True`). The dataset is
+built once per run and handed to every step. Stage 2 is an extension point: the
+method named by `ExperimentConfig.method` is looked up in `keras_oltr.methods`.
+"""
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from keras_oltr import methods
+from keras_oltr.data import get_dataset
+from keras_oltr.distribute import worker_info
+from keras_oltr.inference import add_feature_bank, has_accelerator
+from keras_oltr.models import build_plain_model, load_stage_model
+from keras_oltr.run_evaluation import evaluate_stages
+from keras_oltr.run_export import export_best
+from keras_oltr.runs import Workdir, WorkdirError, save_model_atomic
+from keras_oltr.training import TrainingError, compile_for_stage, steps_per_epoch
+
+RUN_STAGES = ("1", "2", "all")  # what --stage may ask for
+
+
+def defers_jitter(config, dataset):
+    """Whether the train step, not tf.data, applies the flip + colour jitter.
+
+    `config.colour_jitter_on`: "train_step", "input_pipeline", or "auto" (the train
+    step when the backend has an accelerator, whose step then does the per-pixel
+    work that would otherwise cost the host's CPUs a quarter of the train
+    transform). Only datasets that `can_defer_jitter` (ImageNet family, RGB) do.
+    """
+    if not dataset.can_defer_jitter:
+        return False
+    if config.colour_jitter_on == "auto":
+        return has_accelerator()
+    return config.colour_jitter_on == "train_step"
+
+
+def default_run_name(config):
+    """The run's name: the preset's, or the dataset's when it is not the preset's.
+
+    A custom-data run (`--dataset=custom`) is named after its dataset (the `name`
+    argument when given), not after the preset whose settings it borrows.
+    """
+    preset_dataset = config.name.removesuffix("_smoke")
+    if config.dataset == preset_dataset or config.name.startswith(config.dataset):
+        return config.name
+    name = str(config.dataset_kwargs.get("name") or config.dataset)
+    return name + ("_smoke" if config.name.endswith("_smoke") else "")
+
+
+def check_splits(dataset, *, evaluate):
+    """Raises TrainingError before any step when a split the run needs is missing."""
+    needed = ["val"] + (["test"] if evaluate else [])
+    missing = [s for s in needed if not dataset.has_split(s)]
+    if missing:
+        raise TrainingError(
+            f"Dataset {dataset.name!r} has no {' / '.join(missing)} split, which this run "
+            "needs (val picks the best checkpoint; test is evaluated at the end of "
+            "--stage=all). Pass it (e.g. --dataset_arg=val=<split file>)"
+            + (", or --noevaluate." if "test" in missing else ".")
+        )
+
+
+def _check_run(config, stage, strategy):
+    """Everything about the flags that can fail, before anything is written."""
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise TrainingError(
+            f"The global batch size must divide over the {strategy.num_replicas_in_sync} "
+            f"replicas. Received: batch_size={config.batch_size}"
+        )
+    if stage not in RUN_STAGES:
+        raise TrainingError(f"--stage must be 1, 2 or all. Received: stage={stage!r}")
+    try:
+        config.validate()
+        methods.get_method(config.method)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
+
+
+def _open_dataset(config):
+    try:
+        dataset = get_dataset(config.dataset, **config.dataset_kwargs)
+        steps_per_epoch(dataset, config)  # a dataset too small for one batch fails here
+        return dataset
+    except (ValueError, TypeError, FileNotFoundError) as error:  # SplitFileError included
+        raise TrainingError(str(error)) from None
+
+
+def train_stage1(context):
+    """Stage 1: the plain model (backbone + linear classifier), trained from scratch."""
+    config, dataset = context.config, context.dataset
+    with context.strategy.scope():
+        model = build_plain_model(
+            dataset.num_classes,
+            context.input_shape,
+            backbone=config.model.backbone,
+            backbone_options=config.model.backbone_options(context.sync_bn),
+        )
+        compile_for_stage(
+            model, config.stage1, dataset.train_counts, steps_per_epoch(dataset, config)
+        )
+    return context.train(1, model)
+
+
+def write_feature_bank(workdir, dataset, batch_size):
+    """Gives stage2/best.keras its nearest-neighbour score (a bank of train features).
+
+    Evaluation, export and prediction then all read one self-contained model. The
+    bank is deterministic, so a rerun after a crash writes the same file.
+    """
+    model = add_feature_bank(load_stage_model(workdir, 2, "best"), dataset, batch_size=batch_size)
+    save_model_atomic(model, workdir.model_path(2, "best"))
+    logging.info("Nearest-neighbour bank written into %s", workdir.model_path(2, "best"))
+    return model
+
+
+def run_experiment(
+    config,
+    workdir,
+    *,
+    stage="all",
+    strategy=None,
+    resume=True,
+    evaluate=True,
+    export=True,
+    verbose=1,
+    max_unreadable_fraction=0.01,
+):
+    """Runs stage 1 and/or 2, then evaluation and export; returns a summary dict.
+
+    Everything a run needs (config values, dataset splits, batch size, a usable
+    workdir whose config.json matches) is checked before the first step, each
+    problem raised as one TrainingError.
+
+    Returns:
+        {"stage1": state, "stage2": state, "results": the results table (str),
+        "export": the SavedModel path}, for the steps that ran.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    _check_run(config, stage, strategy)
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+    is_chief, _, _ = worker_info(strategy)
+    try:
+        if is_chief:
+            workdir.prepare()
+    except WorkdirError as error:
+        raise TrainingError(str(error)) from None
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+        keras.mixed_precision.set_dtype_policy(policy)
+    dataset = _open_dataset(config)
+    logging.info("%s", dataset.describe())
+    if dataset.can_defer_jitter:
+        logging.info(
+            "Flip and colour jitter run in the %s (--colour_jitter_on=%s).",
+            "train step" if defers_jitter(config, dataset) else "input pipeline",
+            config.colour_jitter_on,
+        )
+    check_splits(dataset, evaluate=evaluate and stage == "all")
+    if is_chief:
+        try:
+            workdir.write_config(config, dataset, resume=resume, stage=stage)
+        except WorkdirError as error:
+            raise TrainingError(str(error)) from None
+    context = methods.StageContext(
+        config,
+        dataset,
+        strategy,
+        workdir,
+        resume=resume,
+        verbose=verbose,
+        defer_jitter=defers_jitter(config, dataset),
+    )
+    summary = {}
+    if stage in ("1", "all"):
+        summary["stage1"] = train_stage1(context)
+    if stage in ("2", "all"):
+        summary["stage2"] = methods.get_method(config.method)(context)
+        if is_chief:
+            write_feature_bank(workdir, dataset, config.eval_batch_size)
+    if evaluate and stage == "all" and is_chief:
+        try:
+            summary["results"] = evaluate_stages(
+                config, dataset, workdir, max_unreadable_fraction=max_unreadable_fraction
+            )
+        except (WorkdirError, ValueError) as error:  # e.g. too many unreadable test images
+            raise TrainingError(str(error)) from None
+    if export and stage == "all" and is_chief:
+        summary["export"] = export_best(config, workdir)
+    return summary
