@@ -1,36 +1,10 @@
 """Converts a trained workdir's checkpoint to ONNX (opset >= 17, dynamic batch).
 
-    python export/to_onnx.py --workdir=runs/mnist --out=oltr.onnx [--opset=17]
-
-writes oltr.onnx and oltr.onnx.json (class names, open score and threshold, input
-shape). A user error ends with one line on stderr and exit status 2.
+The command lives in `keras_oltr.commands.to_onnx` (installed as `oltr-export-onnx`);
+`--help` describes it.
 """
 
-import os
-
-from absl import flags
-
-from keras_oltr import export
-from keras_oltr.cli import run
-from keras_oltr.export import cli
-
-_FLAGS = cli.define_workdir_flags()
-_OUT = flags.DEFINE_string("out", None, "The .onnx file to write.")
-_OPSET = flags.DEFINE_integer("opset", 17, "ONNX opset (>= 17).")
-flags.mark_flag_as_required("out")
-
-
-def _convert():
-    trained = cli.load_from_flags(_FLAGS)
-    path = export.convert_onnx(
-        trained.model,
-        _OUT.value,
-        trained.class_names,
-        opset=_OPSET.value,
-        **trained.decision_kwargs(),
-    )
-    print(f"{path} ({os.path.getsize(path)} bytes)")
-
+from keras_oltr.commands.to_onnx import console_main
 
 if __name__ == "__main__":
-    run(cli.main_of(_convert))
+    console_main()

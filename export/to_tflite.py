@@ -1,50 +1,10 @@
 """Converts a trained workdir's checkpoint to TFLite, in one or more precisions.
 
-    python export/to_tflite.py --workdir=runs/mnist --out=tflite \
-        --quantization=float32,float16,dynamic_int8,int8
-
-writes tflite/oltr_<quantization>.tflite, each with <file>.json beside it (class
-names, open score and threshold, input shape). Full-integer int8 is calibrated on
-training images. A user error ends with one line on stderr and exit status 2.
+The command lives in `keras_oltr.commands.to_tflite` (installed as `oltr-export-tflite`);
+`--help` describes it.
 """
 
-import os
-
-from absl import flags
-
-from keras_oltr import export
-from keras_oltr.cli import run
-from keras_oltr.export import cli
-
-_FLAGS = cli.define_workdir_flags()
-_OUT = flags.DEFINE_string("out", None, "Output directory.")
-_QUANTIZATION = flags.DEFINE_multi_enum(
-    "quantization", ["float32"], list(export.QUANTIZATIONS), "Precisions to write."
-)
-_CALIBRATION = flags.DEFINE_integer("num_calibration", 256, "Training images for int8.")
-_NAME = flags.DEFINE_string("name", "oltr", "File name prefix.")
-flags.mark_flag_as_required("out")
-
-
-def _convert():
-    trained = cli.load_from_flags(_FLAGS)
-    calibration = None
-    if "int8" in _QUANTIZATION.value:
-        calibration = export.representative_images(
-            export.get_workdir_dataset(trained.config), _CALIBRATION.value
-        )
-    for quantization in dict.fromkeys(_QUANTIZATION.value):
-        path = os.path.join(_OUT.value, f"{_NAME.value}_{quantization}.tflite")
-        export.convert_tflite(
-            trained.model,
-            path,
-            trained.class_names,
-            quantization=quantization,
-            representative_images=calibration,
-            **trained.decision_kwargs(),
-        )
-        print(f"{path} ({os.path.getsize(path)} bytes)")
-
+from keras_oltr.commands.to_tflite import console_main
 
 if __name__ == "__main__":
-    run(cli.main_of(_convert))
+    console_main()

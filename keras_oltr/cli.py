@@ -5,11 +5,44 @@ is then one line naming the flag, exit 2, like every other user error, instead o
 absl's two-line FATAL message and exit 1.
 """
 
+import glob
+import os
 import sys
 
 from absl import app, flags
 
 EXIT_USER_ERROR = 2
+
+
+def has_nvidia_gpu() -> bool:
+    """Whether this machine has an NVIDIA driver with a device (Linux device files)."""
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.isdir("/proc/driver/nvidia")
+
+
+def quiet_gpu_probe():
+    """Imports TensorFlow without its CUDA probe's lines, on a machine without a GPU.
+
+    TensorFlow's CUDA build writes "Could not find cuda drivers" and "failed call to
+    cuInit" straight to the process's stderr (below Python, before its log level
+    applies). Where there is no NVIDIA device those lines say nothing, so the import
+    and the first device query run with file descriptor 2 muted; errors still raise.
+    With a GPU nothing is muted.
+    """
+    if "tensorflow" in sys.modules or has_nvidia_gpu():
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def one_line(error) -> str:
@@ -36,6 +69,17 @@ def parse_flags(argv):
         exit_with_error(error)
 
 
-def run(main):
-    """`absl.app.run(main)` with one-line flag errors (`parse_flags`)."""
+def run(main, doc=None):
+    """`absl.app.run(main)` with one-line flag errors (`parse_flags`).
+
+    `--help` then shows ``doc`` (the command's usage) and the flags of ``main``'s
+    module (or of the modules in its `flag_modules` attribute), also when the command
+    runs through a launcher or a console script (absl shows the `__main__` module's
+    docstring and the flags of `sys.argv[0]`).
+    """
+    if doc is not None:
+        sys.modules["__main__"].__doc__ = doc
+    for module in getattr(main, "flag_modules", (main.__module__,)):
+        for flag in flags.FLAGS.get_key_flags_for_module(module):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(main, flags_parser=parse_flags)

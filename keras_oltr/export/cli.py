@@ -75,4 +75,5 @@ def main_of(action):
         del argv
         return run(action)
 
+    main.flag_modules = (action.__module__, __name__)  # the command's and the workdir flags
     return main

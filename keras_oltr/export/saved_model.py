@@ -166,7 +166,7 @@ def export_saved_model(
     version_dir = os.path.join(model_dir, str(version))
     if os.path.exists(version_dir) and not overwrite:
         raise FileExistsError(
-            f"{version_dir} exists; pick another --version or pass overwrite=True."
+            f"{version_dir} exists; pick another --version or pass --overwrite (overwrite=True)."
         )
     os.makedirs(model_dir, exist_ok=True)
     # TF Serving only watches numeric directory names, so ".tmp-*" is invisible to it.
