@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -362,6 +363,8 @@ def test_predict_cli_reports_bad_files_and_continues(artifacts, tmp_path):
     assert len(lines) == 3
     assert lines[0].startswith(str(good)) and "probability=" in lines[0]
     assert "reachability=" in lines[0]
+    # What decided: the open score by name, its value, the comparison and the threshold.
+    assert re.search(r"\tmsp=[0-9.e-]+ (>=|<) threshold [0-9.e-]+\t", lines[0]), lines[0]
     assert str(missing) in result.stderr and str(corrupt) in result.stderr
     assert "ERROR" in lines[1] and "ERROR" in lines[2]
 
@@ -375,6 +378,10 @@ def test_predict_cli_reports_bad_files_and_continues(artifacts, tmp_path):
     assert entry["error"] is None
     assert entry["class_name"] in [*CLASS_NAMES, "unknown"]
     assert 0 < entry["probability"] <= 1 and entry["reachability"] > 0
+    assert document["open_score"] == entry["open_score_name"] == "msp"
+    assert entry["threshold"] == document["threshold"]
+    assert entry["rejected"] == (entry["class_name"] == "unknown")
+    assert entry["rejected"] == (entry["open_score"] < entry["threshold"])
 
 
 @pytest.mark.slow  # two exports, one in a fresh interpreter (~30 s)

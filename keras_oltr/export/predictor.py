@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras_oltr.data import transforms
 from keras_oltr.data.decode import MAX_PIXELS
 from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata, metadata_path
+from keras_oltr.open_scores import UNKNOWN_CLASS
 
 
 def resolve_saved_model_dir(path):
@@ -182,6 +183,10 @@ class ImageResult:
     predicted_class: int | None = None
     probability: float | None = None
     reachability: float | None = None
+    open_score_name: str | None = None  # the score that decides "unknown"
+    open_score: float | None = None
+    threshold: float | None = None  # rejected ("unknown") when open_score < threshold
+    rejected: bool | None = None
     error: str | None = None
 
     def to_dict(self):
@@ -248,13 +253,21 @@ def iter_predict_files(predictor, paths, *, batch_size=32, max_pixels=MAX_PIXELS
                 results[i] = ImageResult(path=path, error=str(error))
         if images:
             outputs = predictor.predict(np.stack([image for _, image in images]))
+            metadata = predictor.metadata
+            # Artifacts written before "open_score" existed decide on max probability.
+            scores = outputs.get("open_score", outputs["max_probability"])
             for row, (i, _) in enumerate(images):
+                predicted = int(outputs["predicted_class"][row])
                 results[i] = ImageResult(
                     path=chunk[i],
                     class_name=outputs["class_name"][row],
-                    predicted_class=int(outputs["predicted_class"][row]),
+                    predicted_class=predicted,
                     probability=float(outputs["max_probability"][row]),
                     reachability=float(outputs["reachability"][row]),
+                    open_score_name=metadata.open_score,
+                    open_score=float(scores[row]),
+                    threshold=float(metadata.threshold),
+                    rejected=predicted == UNKNOWN_CLASS,
                 )
         yield from (results[i] for i in range(len(chunk)))
 
