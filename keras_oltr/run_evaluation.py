@@ -43,6 +43,7 @@ def evaluate_stages(config, dataset, workdir, *, max_unreadable_fraction=0.01):
                 model_name=name,
                 max_unreadable_fraction=max_unreadable_fraction,
                 extra={
+                    "run": config.name,
                     "workdir": os.path.abspath(workdir.root),
                     "checkpoint": workdir.model_path(stage, "best"),
                 },

@@ -259,12 +259,7 @@ def test_evaluate_cli_without_checkpoint_exits_cleanly(tmp_path):
 
 @pytest.fixture(scope="module")
 def compare_cli():
-    spec = importlib.util.spec_from_file_location(
-        "compare_cli", os.path.join(REPO, "trainers", "compare.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("keras_oltr.commands.compare")
 
 
 def test_compare_cli_averages_seeds(tmp_path, capsys, compare_cli):
@@ -334,3 +329,25 @@ def test_score_tables_per_model_and_val_rule_columns(tmp_path, capsys, compare_c
     )
     output = capsys.readouterr().out
     assert "Open scores of plain" in output and energy_line in output
+
+
+def test_compare_refuses_to_average_datasets_unless_grouped(tmp_path, capsys, compare_cli):
+    paths = []
+    for dataset in ("lt_a", "lt_b"):
+        for seed in (0, 1):
+            out = tmp_path / f"{dataset}{seed}"
+            R.write_report(sample_metrics(seed), str(out), model_name="oltr", dataset_name=dataset)
+            paths.append(str(out / "metrics.json"))
+    compare_cli.flags.FLAGS(["compare"])
+    compare_cli.flags.FLAGS["glob"].value = []  # flags keep values from earlier tests
+    assert compare_cli.main(["compare", *paths]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "lt_a/? (2)" in error and "--group_by=dataset" in error
+    compare_cli.flags.FLAGS(["compare", "--group_by=dataset"])
+    try:
+        assert compare_cli.main(["compare", *paths]) == 0
+    finally:
+        compare_cli.flags.FLAGS(["compare", "--group_by=none"])
+    output = capsys.readouterr().out
+    assert "## lt_a / ? (2 files)" in output and "## lt_b / ? (2 files)" in output
+    assert output.count("| oltr") >= 2
