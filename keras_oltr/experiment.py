@@ -9,6 +9,9 @@ built once per run and handed to every step. Stage 2 is an extension point: the
 method named by `ExperimentConfig.method` is looked up in `keras_oltr.methods`.
 """
 
+import os
+import shutil
+
 import keras
 import tensorflow as tf
 from absl import logging
@@ -146,11 +149,6 @@ def run_experiment(
     _check_run(config, stage, strategy)
     workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     is_chief, _, _ = worker_info(strategy)
-    try:
-        if is_chief:
-            workdir.prepare()
-    except WorkdirError as error:
-        raise TrainingError(str(error)) from None
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
@@ -164,11 +162,19 @@ def run_experiment(
             config.colour_jitter_on,
         )
     check_splits(dataset, evaluate=evaluate and stage == "all")
-    if is_chief:
-        try:
+    # The run's folder exists only once everything above holds; a folder this call
+    # creates is removed again when the run fails before its first step.
+    created = is_chief and not os.path.exists(workdir.root)
+    try:
+        if is_chief:
+            workdir.prepare()
             workdir.write_config(config, dataset, resume=resume, stage=stage)
-        except WorkdirError as error:
-            raise TrainingError(str(error)) from None
+        if stage == "2":
+            workdir.require_model(1, "best")  # stage 2 alone needs stage 1's model
+    except WorkdirError as error:
+        if created:
+            shutil.rmtree(workdir.root, ignore_errors=True)
+        raise TrainingError(str(error)) from None
     context = methods.StageContext(
         config,
         dataset,

@@ -159,6 +159,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, build, words):
     if case == "other_config":  # the record of the existing run is untouched
         config = json.loads((tmp_path / "run" / "config.json").read_text())
         assert config["stage1"]["epochs"] == 5
+    else:  # a run that fails before its first step leaves no run folder
+        assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -241,3 +243,27 @@ def test_unreadable_test_images_are_counted_and_fail_evaluation(tmp_path):
         "evaluated": 2,
         "skipped": 1,
     }
+
+
+def test_stage2_without_stage1_leaves_no_run_folder(tmp_path):
+    args = ["--smoke", "--verbose=0", "--stage=2", f"--workdir={tmp_path / 'run'}"]
+    result, _ = _run_measured(args, REPO)
+    assert result.returncode == 2 and "run --stage=1 first" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_download_without_network_names_the_cache_file(monkeypatch, tmp_path):
+    import keras
+
+    from keras_oltr.data import get_dataset
+
+    def offline():
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu: -3 -- no network")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(ValueError, match="cifar-10-python.tar.gz") as caught:
+        get_dataset("cifar10_lt")
+    message = str(caught.value)
+    assert os.path.join(str(tmp_path), "datasets", "cifar-10-batches-py-target") in message
+    assert "no network" in message and "\n" not in message

@@ -19,6 +19,8 @@ Choices (kept simple and explicit):
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from absl import logging
 
@@ -101,11 +103,39 @@ def make_cifar_lt(
     )
 
 
+# keras.datasets' archive of each CIFAR: (URL, the file name in the Keras cache).
+_ARCHIVES = {
+    "cifar10": (
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "cifar-10-batches-py-target",
+    ),
+    "cifar100": (
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "cifar-100-python-target",
+    ),
+}
+
+
 def _load_keras(which: str):
+    """keras.datasets' CIFAR arrays, downloaded once into the Keras cache.
+
+    Without network a download fails with one ValueError naming the URL and the
+    cache file a user can fill by hand (the archive saved under that name).
+    """
     import keras  # local: only needed when downloading
 
     module = keras.datasets.cifar10 if which == "cifar10" else keras.datasets.cifar100
-    return module.load_data()
+    try:
+        return module.load_data()
+    except Exception as error:  # keras' get_file raises a bare Exception on URL errors
+        url, name = _ARCHIVES[which]
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+        cache = os.path.join(home, "datasets", name)
+        raise ValueError(
+            f"{which} must be downloaded by keras.datasets from {url}, which failed "
+            f"({' '.join(str(error).split())[:200]}). Without network, save that archive "
+            f"as {cache} and run again."
+        ) from None
 
 
 def _cifar_lt_builder(name, which, other, class_names):
