@@ -236,6 +236,7 @@ def test_to_dict_keeps_the_written_keys_and_their_order():
         "curves",
         "histograms",
         "per_class",
+        "deployed",  # new keys come last; absent while None (older files)
     ]
     assert list(data["open"])[:3] == ["threshold", "convention", "overall"]
     entry = data["open_scores"]["scores"]["energy"]

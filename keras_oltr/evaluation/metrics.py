@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_oltr import open_scores as scores_lib
 from keras_oltr.evaluation.calibration import DEFAULT_ECE_BINS, expected_calibration_error
 from keras_oltr.evaluation.checks import (
     as_1d,
@@ -32,12 +33,18 @@ from keras_oltr.evaluation.checks import (
 )
 from keras_oltr.evaluation.closed_set import closed_set_metrics, macro_f1, per_class_accuracy
 from keras_oltr.evaluation.conventions import conventions
-from keras_oltr.evaluation.open_score_results import RankingResult, ThresholdFreeResult
+from keras_oltr.evaluation.open_score_results import (
+    RankingResult,
+    ThresholdFreeResult,
+    ThresholdSelection,
+)
 from keras_oltr.evaluation.open_set import (
     f_measure_counts,
     open_set_decisions,
     open_set_metrics,
     open_set_metrics_from_decisions,
+    score_threshold_curves,
+    score_thresholds,
     threshold_curves,
 )
 from keras_oltr.evaluation.ranking import (
@@ -52,6 +59,7 @@ from keras_oltr.evaluation.ranking import (
 from keras_oltr.evaluation.results import (
     CalibrationResult,
     ClosedSetResult,
+    DeployedScore,
     EvaluationResult,
     GroupCounts,
     OpenAssignment,
@@ -95,6 +103,7 @@ __all__ = [
     "open_set_metrics_from_decisions",
     "per_class_accuracy",
     "score_histogram",
+    "score_threshold_curves",
     "select_score_threshold",
     "select_threshold",
     "threshold_curves",
@@ -114,6 +123,46 @@ def _open_assignment(assignment: Mapping[str, Any]) -> OpenAssignment:
         rejected=assignment["rejected"],
         argmax=GroupCounts(**assignment["argmax"]),
         num_open=assignment["num_open"],
+    )
+
+
+def deployed_score(
+    selection: ThresholdSelection | None,
+    test_scores: Mapping[str, np.ndarray],
+    predicted_class: np.ndarray,
+    labels: np.ndarray,
+    train_counts: np.ndarray,
+    *,
+    convention: str = "strict",
+) -> DeployedScore | None:
+    """Curves, histogram and open assignment of the validation-chosen score on test.
+
+    Everything is on the chosen score's own axis: the curve thresholds and histogram
+    bins span its finite test values and the chosen threshold. None without a choice.
+    """
+    if selection is None or selection.score is None or selection.threshold is None:
+        return None
+    params = selection.score_params or {}
+    values = np.asarray(scores_lib.score_array(test_scores, selection.score, params), np.float64)
+    thresholds = score_thresholds(values, selection.threshold)
+    curves = score_threshold_curves(
+        predicted_class, values, labels, train_counts, thresholds=thresholds, convention=convention
+    )
+    finite = np.isfinite(values)
+    histogram = score_histogram(
+        labels[finite], values[finite], value_range=(thresholds[0], thresholds[-1])
+    )
+    decided = scores_lib.decide_numpy(predicted_class, values, selection.threshold)
+    at = open_set_metrics_from_decisions(
+        decided, predicted_class, labels, train_counts, convention=convention
+    )
+    return DeployedScore(
+        score=selection.score,
+        score_params=params,
+        threshold=selection.threshold,
+        curves=ThresholdCurves(**curves),
+        histogram=ScoreHistogram(**histogram),
+        open_assignment=_open_assignment(at["open_assignment"]),
     )
 
 
@@ -155,7 +204,8 @@ def evaluate_top1_predictions(
         ``open_assignment``, ``threshold_free`` (msp, reachability), ``open_scores``
         (the per-score table, `open_score_table`), ``calibration``,
         ``threshold_selection`` (the chosen score, its params and threshold),
-        ``curves``, ``histograms`` and ``per_class``. Undefined numbers (NaN) are None.
+        ``curves``, ``histograms``, ``per_class`` and ``deployed`` (the chosen score
+        on its own axis, `deployed_score`). Undefined numbers (NaN) are None.
     """
     check_convention(convention)
     threshold = check_threshold(threshold)
@@ -214,6 +264,9 @@ def evaluate_top1_predictions(
             group=np.asarray(SHOT_GROUPS)[groups],
             closed_accuracy=closed["per_class_accuracy"],
             open_accuracy=open_["per_class_accuracy"],
+        ),
+        deployed=deployed_score(
+            selection, test_scores, pred, labels, counts, convention=convention
         ),
     )
 

@@ -168,11 +168,9 @@ def threshold_curves(
     thresholds: Any = None,
     convention: str = "strict",
 ) -> dict[str, np.ndarray]:
-    """Open-set F and accuracies as functions of the rejection threshold (paper Fig. 8b).
+    """Open-set F and accuracies as functions of the max-probability threshold (paper Fig. 8b).
 
-    One sort of the correct known and of the open max probabilities, then cumulative
-    counts looked up by binary search; the per-class group means use per-sample
-    weights 1 / (test images of the class * classes in the group).
+    `score_threshold_curves` of the max probability, with checked inputs.
 
     Args:
         thresholds: 1-D thresholds in [0, 1]; default 101 points 0, 0.01, ..., 1.
@@ -182,8 +180,7 @@ def threshold_curves(
         "overall", "many", "medium", "few", "open_rejection_rate".
     """
     counts = check_train_counts(train_counts)
-    num_classes = counts.size
-    pred, prob, labels = check_top1(predicted_class, max_probability, labels, num_classes)
+    pred, prob, labels = check_top1(predicted_class, max_probability, labels, counts.size)
     if thresholds is None:
         thresholds = np.linspace(0.0, 1.0, 101)
     thresholds = as_1d("thresholds", thresholds, "float")
@@ -192,24 +189,82 @@ def threshold_curves(
             f"`thresholds` must be in [0, 1]. Received: min={thresholds.min()}, "
             f"max={thresholds.max()}"
         )
+    return score_threshold_curves(
+        pred, prob, labels, counts, thresholds=thresholds, convention=convention
+    )
+
+
+def score_thresholds(score: Any, threshold: float | None = None, num: int = 101) -> np.ndarray:
+    """``num`` thresholds spanning the finite values of ``score`` (and ``threshold``, if given)."""
+    values = np.asarray(score, dtype=np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    if threshold is not None and math.isfinite(threshold):
+        values = np.r_[values, threshold]
+    if values.size == 0:
+        return np.linspace(0.0, 1.0, num)
+    low, high = float(values.min()), float(values.max())
+    return np.linspace(low, high if high > low else low + 1.0, num)
+
+
+def score_threshold_curves(
+    predicted_class: Any,
+    score: Any,
+    labels: Any,
+    train_counts: Any,
+    *,
+    thresholds: Any,
+    convention: str = "strict",
+    valid: Any = None,
+) -> dict[str, np.ndarray]:
+    """Open-set F and accuracies of any open score as functions of its threshold.
+
+    The decision rule of `keras_oltr.open_scores.open_set_decision`: an image is
+    accepted when its score is finite (and its row ``valid``) and ``score >=
+    threshold``, both in float32. One sort of the correct known and of the open
+    scores, then cumulative counts looked up by binary search; the per-class group
+    means use per-sample weights 1 / (test images of the class * classes in the group).
+
+    Args:
+        predicted_class: [N] top-1 class.
+        score: [N] open score, higher = more known, in any units (NaN/inf: rejected).
+        labels: [N] true class, -1 for open images.
+        train_counts: [K] train images per class (shot groups).
+        thresholds: [T] thresholds in the units of ``score`` (`score_thresholds`).
+        convention: shot-group convention.
+        valid: optional [N] booleans, False for rows that are always rejected.
+
+    Returns:
+        dict of [T] arrays, as `threshold_curves`.
+    """
+    counts = check_train_counts(train_counts)
+    num_classes = counts.size
+    labels = check_labels(labels, num_classes)
+    pred = as_1d("predicted_class", predicted_class, "int")
+    check_same_length(("labels", labels), ("predicted_class", pred), ("score", np.ravel(score)))
+    thresholds = as_1d("thresholds", thresholds, "float")
+    dtype = scores_lib.DECISION_DTYPE
+    with np.errstate(over="ignore"):  # a finite float64 beyond float32 is rejected, as in the rule
+        score = scores_lib.ranking_score(score, valid).astype(dtype).astype(np.float64)
+        cut = thresholds.astype(dtype).astype(np.float64)
+    accepted = np.isfinite(score)  # only finite scores can be accepted
     groups = shot_groups(counts, convention)
     known = labels >= 0
     n_known, n_open = int(known.sum()), int((~known).sum())
-    correct = known & (pred == labels)
+    correct = known & (pred == labels) & accepted
 
-    order = np.argsort(prob[correct])
-    correct_prob = prob[correct][order]
+    order = np.argsort(score[correct])
+    correct_score = score[correct][order]
     correct_class = labels[correct][order]
-    open_prob = np.sort(prob[~known])
+    open_score = np.sort(score[~known & accepted])
 
-    tp = count_at_least(correct_prob, thresholds).astype(np.float64)
+    tp = count_at_least(correct_score, cut).astype(np.float64)
     fp = n_known - tp
-    fn = count_at_least(open_prob, thresholds).astype(np.float64)
+    fn = count_at_least(open_score, cut).astype(np.float64)
     precision, recall, f = f_measure_arrays(tp, fp, fn)
 
     test_count = np.bincount(labels[known], minlength=num_classes)
-    # Index of the first sample with prob >= t; samples from there on are accepted.
-    start = np.searchsorted(correct_prob, thresholds, side="left")
+    # Index of the first sample with score >= t; samples from there on are accepted.
+    start = np.searchsorted(correct_score, cut, side="left")
     result = {
         "thresholds": thresholds,
         "precision": precision,

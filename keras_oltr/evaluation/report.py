@@ -80,7 +80,7 @@ def _report_markdown(document: MetricsDocument, plot_files: Sequence[str]) -> st
                     fmt(values.fpr_at_95_tpr, digits=4),
                 ]
             )
-    assignment, calibration = metrics.open_assignment, metrics.calibration
+    calibration = metrics.calibration
     lines += [
         markdown_table(["score", "AUROC", "AUPR", "FPR@95TPR"], tf_rows),
         "",
@@ -94,21 +94,7 @@ def _report_markdown(document: MetricsDocument, plot_files: Sequence[str]) -> st
         "",
         "## Where open images go",
         "",
-        markdown_table(
-            ["", "many", "medium", "few", "rejected"],
-            [
-                [
-                    f"accepted at {fmt(open_.threshold)}",
-                    *(str(n) for n in dataclasses.astuple(assignment.accepted)),
-                    str(assignment.rejected),
-                ],
-                [
-                    "argmax (no rejection)",
-                    *(str(n) for n in dataclasses.astuple(assignment.argmax)),
-                    "0",
-                ],
-            ],
-        ),
+        markdown_table(["", "many", "medium", "few", "rejected"], _assignment_rows(metrics)),
         "",
     ]
     if plot_files:
@@ -120,6 +106,22 @@ def _report_markdown(document: MetricsDocument, plot_files: Sequence[str]) -> st
     versions = ", ".join(f"{k} {v}" for k, v in document.versions.items())
     lines += [f"Versions: {versions}.", ""]
     return "\n".join(lines)
+
+
+def _assignment_rows(metrics: EvaluationResult) -> list[list[str]]:
+    """Open images by the group of the class they are taken for, under each rule."""
+    rules = [(f"msp >= {fmt(metrics.open.threshold)} (paper)", metrics.open_assignment)]
+    deployed = metrics.deployed
+    if deployed is not None:
+        rule = f"{deployed.score} >= {fmt(deployed.threshold, digits=4)} (deployed)"
+        rules.append((rule, deployed.open_assignment))
+    rows = [
+        [name, *(str(n) for n in dataclasses.astuple(a.accepted)), str(a.rejected)]
+        for name, a in rules
+    ]
+    argmax = metrics.open_assignment.argmax
+    rows.append(["argmax (no rejection)", *(str(n) for n in dataclasses.astuple(argmax)), "0"])
+    return rows
 
 
 def _threshold_section(metrics: EvaluationResult) -> list[str]:

@@ -28,6 +28,7 @@ __all__ = [
     "CalibrationResult",
     "ClosedSetResult",
     "Conventions",
+    "DeployedScore",
     "EvaluationResult",
     "GroupBounds",
     "GroupCounts",
@@ -158,8 +159,8 @@ class OpenAssignment(Record):
     """Where the open test images go, by shot group of their predicted class.
 
     Attributes:
-        accepted: open images accepted at the fixed threshold, per group.
-        rejected: open images rejected at the fixed threshold.
+        accepted: open images accepted at the rule's threshold, per group.
+        rejected: open images rejected at the rule's threshold.
         argmax: open images per group of their top-1 class, without rejection.
         num_open: open test images.
     """
@@ -195,10 +196,11 @@ class CalibrationResult(Record):
 
 @record
 class ThresholdCurves(Record):
-    """Open-set metrics of the max-probability rule as functions of the threshold.
+    """Open-set metrics of one score's rule as functions of its threshold.
 
-    Every field is a [T] tuple over ``thresholds`` (paper Fig. 8b); undefined
-    values (no open or no known images, an empty group) are None.
+    Every field is a [T] tuple over ``thresholds``, in the units of the score (paper
+    Fig. 8b for the max probability); undefined values (no open or no known images,
+    an empty group) are None. Accuracies count rejected knowns as wrong.
     """
 
     thresholds: tuple[float | None, ...]
@@ -227,6 +229,29 @@ class ScoreHistograms(Record):
 
     msp: ScoreHistogram
     reachability: ScoreHistogram | None
+
+
+@record
+class DeployedScore(Record):
+    """The validation-chosen open score on test, each on its own axis: the deployed rule.
+
+    Attributes:
+        score: its name (`ThresholdSelection.score`).
+        score_params: its parameters ({"reachability_scale": s'} for msp_rescaled).
+        threshold: the chosen threshold; an image is accepted when its score is
+            finite and ``score >= threshold`` in float32 (`open_scores.open_set_decision`).
+        curves: the metrics at 101 thresholds from the lowest to the highest finite
+            test score, the chosen threshold included in that span.
+        histogram: known vs open counts of the finite test scores over the same span.
+        open_assignment: where open images go at the chosen threshold.
+    """
+
+    score: str
+    score_params: dict[str, float]
+    threshold: float | None
+    curves: ThresholdCurves
+    histogram: ScoreHistogram
+    open_assignment: OpenAssignment
 
 
 @record
@@ -264,6 +289,8 @@ class EvaluationResult(Record):
         curves: metrics against the threshold.
         histograms: known vs open score histograms.
         per_class: per-class counts and accuracies.
+        deployed: curves, histogram and open assignment of the validation-chosen
+            score at its own scale (None without a validation choice, and in older files).
     """
 
     conventions: Conventions
@@ -278,6 +305,7 @@ class EvaluationResult(Record):
     curves: ThresholdCurves
     histograms: ScoreHistograms
     per_class: PerClassResult
+    deployed: DeployedScore | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str | None = "metrics"):
