@@ -50,6 +50,15 @@ def one_line(error) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def missing_package(error: ImportError, extra: str = "deploy") -> str:
+    """The one-line message for a package that an optional feature needs."""
+    name = error.name or str(error)
+    return (
+        f"this needs the package {name!r}, which the core install leaves out: "
+        f"pip install 'keras-oltr[{extra}]' (in a clone: pip install -e '.[{extra}]')"
+    )
+
+
 def print_error(error) -> int:
     """Prints ``error: <one line>`` to stderr; returns the user-error exit status."""
     print(f"error: {one_line(error)}", file=sys.stderr)
@@ -61,12 +70,25 @@ def exit_with_error(error):
     sys.exit(print_error(error))
 
 
+# absl's help flags print the usage and exit with status 1; asking for help is no error.
+_HELP_FLAGS = frozenset(
+    f"{dashes}{name}"
+    for dashes in ("-", "--")
+    for name in ("?", "help", "helpshort", "helpfull", "helpxml")
+)
+
+
 def parse_flags(argv):
-    """absl's flag parser, a flag error as one line with exit status 2."""
+    """absl's flag parser, a flag error as one line with exit status 2, --help exit 0."""
     try:
         return flags.FLAGS(argv)
     except flags.Error as error:
         exit_with_error(error)
+    except SystemExit as exit_:
+        args = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
+        if exit_.code == 1 and _HELP_FLAGS.intersection(args):
+            sys.exit(0)
+        raise
 
 
 def run(main, doc=None):

@@ -2,7 +2,7 @@
 
 Runs tests/test_any_backend.py in a subprocess with KERAS_BACKEND=<backend> (without
 the TensorFlow conftest), then compares that backend's fit (per-step losses, final
-centroids) with this process's TensorFlow run. JAX (CPU) is in requirements.txt and
+centroids) with this process's TensorFlow run. JAX (CPU) is in the `jax` extra and
 runs in CI; PyTorch is not (its wheels are GBs): its case carries the `torch` marker
 and is skipped where torch is not installed (run by hand, see BUILD_NOTES).
 """

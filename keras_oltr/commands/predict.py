@@ -26,7 +26,7 @@ import sys
 from absl import flags
 
 from keras_oltr import export
-from keras_oltr.cli import print_error, run
+from keras_oltr.cli import missing_package, print_error, run
 
 _MODEL = flags.DEFINE_string("model", None, "SavedModel dir, .tflite or .onnx file.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON document instead of a table.")
@@ -51,8 +51,9 @@ def main(argv):
         predictor = export.load_predictor(_MODEL.value)
     except (OSError, ValueError) as error:
         message = " ".join(str(error).split())  # one line, whatever the runtime said
-        print(f"error: cannot load model {_MODEL.value}: {message}", file=sys.stderr)
-        return 2
+        return print_error(f"cannot load model {_MODEL.value}: {message}")
+    except ImportError as error:  # onnxruntime / ai-edge-litert: the `deploy` extra
+        return print_error(missing_package(error))
     results = export.predict_files(
         predictor, paths, batch_size=_BATCH.value, max_pixels=_MAX_PIXELS.value
     )

@@ -231,7 +231,7 @@ def main(argv):
         exit_with_error(_with_flag(str(error)))
     if "results" in summary:
         print(
-            f"\nResults ({config.dataset}, best checkpoints; open-set threshold "
+            f"\nResults ({config.name}: {config.dataset}, best checkpoints; open-set threshold "
             f"{config.threshold}):\n{summary['results']}"
         )
         print(f"Reports: {os.path.join(workdir, 'eval')}")

@@ -9,7 +9,7 @@ import sys
 
 from absl import flags
 
-from keras_oltr.cli import EXIT_USER_ERROR, print_error
+from keras_oltr.cli import EXIT_USER_ERROR, missing_package, print_error
 from keras_oltr.export.workdir import WorkdirModel, load_workdir_model
 from keras_oltr.runs import WorkdirError
 
@@ -66,6 +66,8 @@ def run(action) -> int:
         return action() or 0
     except USER_ERRORS as error:
         return print_error(error)
+    except ImportError as error:  # a deployment package of the `deploy` extra
+        return print_error(missing_package(error))
 
 
 def main_of(action):
