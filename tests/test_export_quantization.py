@@ -82,3 +82,58 @@ def test_quantised_tflite_top1_close_to_float32(trained, dataset, tmp_path, reco
     assert top1["float32"] > 50.0  # the comparison is meaningless near chance (4.2 %)
     for quantization, budget in MAX_DROP.items():
         assert abs(top1["float32"] - top1[quantization]) <= budget, (quantization, top1)
+
+
+def _decisions(predictor, images, batch_size):
+    outputs = [
+        predictor.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)
+    ]
+    return (
+        np.concatenate([o["predicted_class"] for o in outputs]),
+        np.concatenate([o["open_score"] for o in outputs]),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("open_score", ["nearest_neighbour", "reachability"])
+def test_int8_decision_does_not_depend_on_the_batch(trained, dataset, tmp_path, open_score):
+    # The deployed model carries the nearest-neighbour bank; the threshold sits at the
+    # median score of known and open test images, so about half of them are rejected.
+    from keras_oltr.inference import train_feature_bank
+
+    model = models.with_nearest_neighbour_score(trained, train_feature_bank(trained, dataset))
+    images = np.concatenate(
+        [next(iter(dataset.eval_dataset(split, 32)))[0].numpy() for split in ("test", "open")]
+    )
+    float_path = export.convert_tflite(
+        model,
+        str(tmp_path / "f32.tflite"),
+        dataset.class_names,
+        open_score=open_score,
+        threshold=0.0 if open_score == "reachability" else -1.0,
+    )
+    _, scores = _decisions(export.load_predictor(float_path), images, 64)
+    threshold = float(np.median(scores))
+    rates = {}
+    for quantization in ("float32", *MAX_DROP):
+        path = export.convert_tflite(
+            model,
+            str(tmp_path / f"{quantization}.tflite"),
+            dataset.class_names,
+            quantization=quantization,
+            threshold=threshold,
+            open_score=open_score,
+            representative_images=export.representative_images(dataset, 64, seed=1),
+        )
+        predictor = export.load_predictor(path)
+        one, one_scores = _decisions(predictor, images, 1)
+        for batch in (2, 16, 64):
+            many, many_scores = _decisions(predictor, images, batch)
+            np.testing.assert_array_equal(many, one, err_msg=f"{quantization} batch {batch}")
+            np.testing.assert_allclose(many_scores, one_scores, rtol=1e-6, atol=1e-6)
+        # The rule itself: unknown exactly where the score is below the threshold.
+        np.testing.assert_array_equal(one == -1, one_scores.astype(np.float32) < threshold)
+        rates[quantization] = float(np.mean(one == -1))
+    assert 0.2 < rates["float32"] < 0.8
+    for quantization in MAX_DROP:
+        assert abs(rates[quantization] - rates["float32"]) <= 0.05, rates

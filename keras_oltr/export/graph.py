@@ -10,6 +10,10 @@ from keras_oltr.data import decode, transforms
 from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata
 from keras_oltr.open_scores import MSP, MSP_RESCALED
 
+# Name scopes of the deployment head in every exported graph.
+OPEN_SCORE_SCOPE = "open_score"
+DECISION_SCOPE = "open_set_decision"
+
 
 def check_threshold(threshold, open_score=MSP) -> float:
     """Validates an open-set threshold: finite; in [0, 1] for the probability scores."""
@@ -107,13 +111,16 @@ def open_set_outputs(model_outputs, threshold, *, open_score=MSP, score_context=
     """
     probabilities = model_outputs["probabilities"]
     max_probability = tf.reduce_max(probabilities, axis=-1)
-    score = open_scores.compute_score(open_score, model_outputs, score_context, scale=scale)
-    # The top-1 class with the runtime's own argmax (ties: the lowest index); keras.ops'
-    # argmax adds sign-bit ops that TFLite lacks.
-    top1 = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-    predicted = open_scores.open_set_decision(
-        top1, score, threshold, valid=open_scores.finite_rows(probabilities)
-    )
+    # Named scopes: int8 TFLite keeps these ops in float32 (`litert.FLOAT_HEAD_SCOPES`).
+    with tf.name_scope(OPEN_SCORE_SCOPE):
+        score = open_scores.compute_score(open_score, model_outputs, score_context, scale=scale)
+    with tf.name_scope(DECISION_SCOPE):
+        # The top-1 class with the runtime's own argmax (ties: the lowest index);
+        # keras.ops' argmax adds sign-bit ops that TFLite lacks.
+        top1 = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        predicted = open_scores.open_set_decision(
+            top1, score, threshold, valid=open_scores.finite_rows(probabilities)
+        )
     if "reachability" in model_outputs:
         reachability = model_outputs["reachability"]
     else:

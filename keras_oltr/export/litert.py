@@ -29,9 +29,19 @@ def _representative_dataset(images, num_samples):
     return generator
 
 
-# Ops of the OLTR head (distances, reachability, squash, cosine normalisation) that
-# int8 cannot carry: see _quantize_backbone_only.
-_FLOAT_HEAD_SCOPES = ("meta_embedding", "classifier", "/pool", "probabilities")
+# Ops of the OLTR head (distances, reachability, squash, cosine normalisation, the
+# nearest-neighbour similarities) and of the deployment head (the open score and the
+# decision: comparisons with a threshold and with infinity) that int8 cannot carry:
+# see _quantize_backbone_only.
+FLOAT_HEAD_SCOPES = (
+    "meta_embedding",
+    "classifier",
+    "/pool",
+    "probabilities",
+    "nearest_neighbour_score",
+    graph.OPEN_SCORE_SCOPE,
+    graph.DECISION_SCOPE,
+)
 _FLOAT_OPS = ["DIV", "SQRT", "RSQRT"]
 
 
@@ -43,7 +53,10 @@ def _quantize_backbone_only(converter, flatbuffer):
     distance of an input close to a centroid rounds to zero and the reachability
     division fails ("tflite/kernels/div.cc ... data[i] != zero_point", seen in CI).
     The head costs little next to the backbone, so it stays float: every tensor of the
-    meta-embedding, the classifier and the outputs, and every DIV/SQRT/RSQRT.
+    meta-embedding, the classifier, the nearest-neighbour score, the open score, the
+    decision and the outputs, and every DIV/SQRT/RSQRT. Quantised, the decision's
+    `sum(|p|) < inf` and `score >= threshold` compared int8 values whose scales
+    differ by 10^38, and the decision of an image changed with its batch.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -51,7 +64,7 @@ def _quantize_backbone_only(converter, flatbuffer):
     head = [
         n
         for n in names
-        if n.startswith("StatefulPartitionedCall") or any(s in n for s in _FLOAT_HEAD_SCOPES)
+        if n.startswith("StatefulPartitionedCall") or any(s in n for s in FLOAT_HEAD_SCOPES)
     ]
     options = tf.lite.experimental.QuantizationDebugOptions(
         denylisted_nodes=head, denylisted_ops=_FLOAT_OPS
