@@ -18,12 +18,13 @@ from absl import logging
 
 from keras_oltr import methods
 from keras_oltr.data import get_dataset
+from keras_oltr.data.fingerprint import dataset_fingerprints
 from keras_oltr.distribute import worker_info
 from keras_oltr.inference import add_feature_bank, has_accelerator
 from keras_oltr.models import build_plain_model, load_stage_model
 from keras_oltr.run_evaluation import evaluate_stages
 from keras_oltr.run_export import export_best
-from keras_oltr.runs import Workdir, WorkdirError, save_model_atomic
+from keras_oltr.runs import Workdir, WorkdirError, WorkdirLock, save_model_atomic
 from keras_oltr.training import TrainingError, compile_for_stage, steps_per_epoch
 
 RUN_STAGES = ("1", "2", "all")  # what --stage may ask for
@@ -165,13 +166,24 @@ def run_experiment(
     # The run's folder exists only once everything above holds; a folder this call
     # creates is removed again when the run fails before its first step.
     created = is_chief and not os.path.exists(workdir.root)
+    lock = None
     try:
         if is_chief:
             workdir.prepare()
-            workdir.write_config(config, dataset, resume=resume, stage=stage)
+            lock = WorkdirLock(workdir.root).acquire()  # held until this run ends
+            workdir.clean_tmp()
+            workdir.write_config(
+                config,
+                dataset,
+                fingerprints=dataset_fingerprints(dataset),
+                resume=resume,
+                stage=stage,
+            )
         if stage == "2":
             workdir.require_model(1, "best")  # stage 2 alone needs stage 1's model
     except WorkdirError as error:
+        if lock is not None:
+            lock.release()
         if created:
             shutil.rmtree(workdir.root, ignore_errors=True)
         raise TrainingError(str(error)) from None
@@ -184,6 +196,16 @@ def run_experiment(
         verbose=verbose,
         defer_jitter=defers_jitter(config, dataset),
     )
+    try:
+        return _run_steps(context, stage, evaluate, export, max_unreadable_fraction, is_chief)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_steps(context, stage, evaluate, export, max_unreadable_fraction, is_chief):
+    """The steps of `run_experiment` once its checks hold and its folder is locked."""
+    config, dataset, workdir = context.config, context.dataset, context.workdir
     summary = {}
     if stage in ("1", "all"):
         summary["stage1"] = train_stage1(context)

@@ -16,6 +16,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_oltr.models  # noqa: F401  (registers the custom layers for load_model)
 
@@ -156,3 +157,120 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path):
     assert path.read_text() == "old" and not list(tmp_path.glob(".tmp-*"))
     (tmp_path / ".tmp-1234-export").mkdir()  # as a killed export leaves it
     assert len(Workdir(tmp_path).clean_tmp()) == 1 and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_changed_split_is_refused_on_resume_and_named(tmp_path):
+    from keras_oltr.runs import ConfigMismatchError, Workdir
+
+    run = Workdir(tmp_path)
+    run.write_config(_config(), fingerprints={"train": "aaaa", "val": "bbbb"})
+    before = (tmp_path / "config.json").read_text()
+    changed = {"train": "cccc", "val": "bbbb"}
+    with pytest.raises(ConfigMismatchError, match=r"content of the train split\(s\) changed"):
+        run.write_config(_config(), fingerprints=changed)
+    # Stage 2 over again keeps stage 1's model, so its data may not change either.
+    with pytest.raises(ConfigMismatchError, match="train split"):
+        run.write_config(_config(), fingerprints=changed, resume=False, stage="2")
+    assert (tmp_path / "config.json").read_text() == before
+    run.write_config(_config(), fingerprints=changed, resume=False)  # --noresume: over
+    assert json.loads((tmp_path / "config.json").read_text())["data_fingerprints"] == changed
+    # A run folder from before fingerprints (and methods) resumes as it did.
+    document = json.loads(before)
+    for key in ("data_fingerprints", "method"):
+        document.pop(key)
+    (tmp_path / "config.json").write_text(json.dumps(document))
+    run.write_config(_config(), fingerprints=changed)
+
+
+def test_dataset_fingerprints_follow_the_split_files(tmp_path):
+    from keras_oltr.data import (
+        SplitFileDataset,  # noqa: F401  (registers "custom")
+        get_dataset,
+    )
+    from keras_oltr.data.fingerprint import dataset_fingerprints
+
+    root = tmp_path / "img"
+    rng = np.random.default_rng(0)
+    lines = {"train": [], "val": [], "test": []}
+    for label in range(2):
+        (root / f"c{label}").mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 255, (8, 8, 1), dtype=np.uint8)
+            (root / f"c{label}" / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+            split = "val" if i == 0 else "test" if i == 1 else "train"
+            lines[split].append(f"c{label}/{i}.png {label}")
+
+    def build():
+        kwargs = {}
+        for split, rows in lines.items():
+            (tmp_path / f"{split}.txt").write_text("".join(r + "\n" for r in rows))
+            kwargs[split] = str(tmp_path / f"{split}.txt")
+        return dataset_fingerprints(get_dataset("custom", data_root=str(root), **kwargs))
+
+    first = build()
+    assert build() == first
+    lines["train"][0], lines["train"][2] = (  # two labels swapped in place
+        lines["train"][0].replace(" 0", " 1"),
+        lines["train"][2].replace(" 1", " 0"),
+    )
+    second = build()
+    assert second["train"] != first["train"]
+    assert {k: v for k, v in second.items() if k != "train"} == {
+        k: v for k, v in first.items() if k != "train"
+    }
+
+
+def test_a_workdir_has_one_owner(tmp_path):
+    from keras_oltr.runs import WorkdirInUseError, WorkdirLock
+
+    with WorkdirLock(str(tmp_path)):
+        with pytest.raises(WorkdirInUseError, match=rf"pid {os.getpid()} on host"):
+            WorkdirLock(str(tmp_path)).acquire()
+        result = subprocess.run(
+            [sys.executable, TRAIN, "--smoke", "--verbose=0", f"--workdir={tmp_path}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and f"pid {os.getpid()}" in errors[0], result.stderr[-2000:]
+    # A lock left by a process that ended (here: released) is taken over.
+    (tmp_path / ".lock").write_text('{"pid": 999999, "host": "gone", "since": 0}')
+    WorkdirLock(str(tmp_path)).acquire().release()
+
+
+@pytest.mark.slow
+def test_stage2_on_edited_split_files_is_refused(tmp_path):
+    """Stage 1, then two labels swapped in the train split file, then --stage=2."""
+    root = tmp_path / "img"
+    rng = np.random.default_rng(0)
+    lines = {"train": [], "val": [], "test": []}
+    for label in range(3):
+        (root / f"c{label}").mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 255, (16, 16, 1), dtype=np.uint8)
+            (root / f"c{label}" / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+            split = "val" if i == 0 else "test" if i == 1 else "train"
+            lines[split].append(f"c{label}/{i}.png {label}")
+    args = [sys.executable, TRAIN, "--smoke", "--verbose=0", "--batch_size=4"]
+    args += ["--dataset=custom", f"--data_root={root}", f"--workdir={tmp_path / 'run'}"]
+    for split, rows in lines.items():
+        (tmp_path / f"{split}.txt").write_text("".join(r + "\n" for r in rows))
+        args.append(f"--dataset_arg={split}={tmp_path / f'{split}.txt'}")
+
+    def run(*extra):
+        return subprocess.run(
+            [*args, *extra], capture_output=True, text=True, timeout=600, cwd=REPO
+        )
+
+    assert run("--stage=1").returncode == 0
+    train = lines["train"]
+    train[0], train[4] = train[0].replace(" 0", " 1"), train[4].replace(" 1", " 0")
+    (tmp_path / "train.txt").write_text("".join(r + "\n" for r in train))
+    result = run("--stage=2")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "train split(s) changed" in errors[0], result.stderr[-2000:]
+    assert not (tmp_path / "run" / "stage2" / "best.keras").exists()

@@ -12,6 +12,7 @@ from keras_oltr.runs.errors import (
     ConfigMismatchError,
     WorkdirError,
 )
+from keras_oltr.runs.lock import WorkdirInUseError, WorkdirLock
 from keras_oltr.runs.workdir import CHECKPOINTS, STAGE_NAMES, STAGES, Workdir, check_stage
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "ConfigMismatchError",
     "Workdir",
     "WorkdirError",
+    "WorkdirInUseError",
+    "WorkdirLock",
     "atomic_write",
     "check_stage",
     "read_state",

@@ -44,7 +44,10 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"  # in an evaluation folder, with REPORT_FILE
 REPORT_FILE = "report.md"
 # Facts about the dataset that config.json records beside the ExperimentConfig.
-DATASET_INFO_KEYS = ("image_size", "channels", "class_names")
+DATASET_INFO_KEYS = ("image_size", "channels", "class_names", "data_fingerprints")
+# Fields newer than some run folders: absent from an older config.json, they mean what
+# those runs did (method "oltr"; data not fingerprinted, so not compared).
+NEWER_FIELDS = ("method", "data_fingerprints")
 # Config fields a resumed run may change: they do not alter what is trained.
 RESUMABLE_CHANGES = ("eval_batch_size", "checkpoint_every_steps", "threshold", "colour_jitter_on")
 
@@ -138,7 +141,8 @@ class Workdir:
     def prepare(self) -> None:
         """Creates the folder; one clear error when it is a file or not writable.
 
-        Also removes `.tmp-*` leftovers of writes that a kill interrupted.
+        The run then locks it (`WorkdirLock`) and only then removes the `.tmp-*`
+        leftovers of interrupted writes (`clean_tmp`): never another live run's.
         """
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise WorkdirError(f"--workdir is a file, not a folder. Received: {self.root!r}")
@@ -152,7 +156,6 @@ class Workdir:
             raise WorkdirError(
                 f"Cannot write to --workdir {self.root!r}: {error.strerror or error}"
             ) from None
-        self.clean_tmp()
 
     def clean_tmp(self) -> list[str]:
         """Removes `.tmp-*` files and folders left by interrupted writes; returns them."""
@@ -200,8 +203,12 @@ class Workdir:
         document = self.read_config_document()
         return {k: document[k] for k in DATASET_INFO_KEYS if k in document}
 
-    def config_document(self, config, dataset=None) -> dict:
-        """What config.json holds for `config` (and `dataset`'s facts)."""
+    def config_document(self, config, dataset=None, fingerprints=None) -> dict:
+        """What config.json holds for `config` (and `dataset`'s facts).
+
+        ``fingerprints``: {split: digest of its content} (`data.fingerprint`), recorded as
+        "data_fingerprints" so that a resume on changed data is refused.
+        """
         extra = {}
         if dataset is not None:
             extra = {
@@ -209,19 +216,23 @@ class Workdir:
                 "channels": dataset.channels,
                 "class_names": list(dataset.class_names),
             }
+        if fingerprints is not None:
+            extra["data_fingerprints"] = dict(fingerprints)
         document = json.loads(config.to_json(**extra))
         return document
 
-    def write_config(self, config, dataset=None, *, resume=True, stage="all") -> None:
+    def write_config(
+        self, config, dataset=None, *, fingerprints=None, resume=True, stage="all"
+    ) -> None:
         """Records `config` in config.json, refusing to mix two different runs.
 
         With an existing config.json the configs must agree (except in
         `RESUMABLE_CHANGES`), or ConfigMismatchError names the differing fields and
-        the file is left untouched. `resume=False` starts over and replaces the
-        record; with `stage="2"` only the stage-2 settings may then change, since
-        the stage-1 model stays.
+        the file is left untouched; data whose fingerprint changed is named by split.
+        `resume=False` starts over and replaces the record; with `stage="2"` only the
+        stage-2 settings may then change, since the stage-1 model (and its data) stays.
         """
-        document = self.config_document(config, dataset)
+        document = self.config_document(config, dataset, fingerprints)
         if self.has_config():
             may_change = RESUMABLE_CHANGES
             if not resume and str(stage) == "2":
@@ -229,11 +240,24 @@ class Workdir:
             elif not resume:
                 may_change = None
             old = self.read_config_document()
+            new = {k: v for k, v in document.items() if k in old or k not in NEWER_FIELDS}
             differences = [
                 d
-                for d in config_differences(old, document)
+                for d in config_differences(old, new)
                 if may_change is not None and d.split(":")[0].split(".")[0] not in may_change
             ]
+            changed_data = [
+                d.split(":")[0].removeprefix("data_fingerprints.")
+                for d in differences
+                if d.startswith("data_fingerprints.")
+            ]
+            if changed_data:
+                how = "--noresume to start over" if resume else "a new --workdir"
+                raise ConfigMismatchError(
+                    f"--workdir {self.root} was trained on other data: the content of the "
+                    f"{', '.join(changed_data)} split(s) changed since (their split files or "
+                    f"images). Restore them, use another --workdir, or {how}."
+                )
             if differences:
                 how = (
                     "--noresume to start this run over in it"
