@@ -6,6 +6,7 @@ absl's two-line FATAL message and exit 1.
 """
 
 import glob
+import math
 import os
 import sys
 
@@ -91,6 +92,15 @@ def parse_flags(argv):
         raise
 
 
+def _require_finite(name):
+    """A float flag takes finite numbers only: NaN would switch off a guard it feeds."""
+    flags.register_validator(
+        name,
+        lambda value: value is None or math.isfinite(value),
+        message=f"--{name} must be a finite number",
+    )
+
+
 def run(main, doc=None):
     """`absl.app.run(main)` with one-line flag errors (`parse_flags`).
 
@@ -104,4 +114,6 @@ def run(main, doc=None):
     for module in getattr(main, "flag_modules", (main.__module__,)):
         for flag in flags.FLAGS.get_key_flags_for_module(module):
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+            if flag.parser.flag_type() == "float":
+                _require_finite(flag.name)
     app.run(main, flags_parser=parse_flags)

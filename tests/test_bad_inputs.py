@@ -116,6 +116,7 @@ CASES = [
     ("batch_too_large", lambda t: _custom(t) + ["--batch_size=64"], ["global_batch_size=64"]),
     ("other_config", _existing_run, ["another configuration", "stage1.epochs: 5 -> 2"]),
     ("config_field_typo", lambda t: ["--config.stage2.epoch=5"], ["config.stage2.epochs"]),
+    ("nan_guard", lambda t: ["--max_unreadable_fraction=nan"], ["--max_unreadable_fraction"]),
     (
         "config_field_bad_value",
         lambda t: ["--config.stage2.momentum=1.5"],
