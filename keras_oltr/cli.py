@@ -13,6 +13,7 @@ import sys
 from absl import app, flags
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def has_nvidia_gpu() -> bool:
@@ -116,4 +117,28 @@ def run(main, doc=None):
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
             if flag.parser.flag_type() == "float":
                 _require_finite(flag.name)
-    app.run(main, flags_parser=parse_flags)
+    app.run(_interruptible(main), flags_parser=parse_flags)
+
+
+def _interruptible(main):
+    """``main`` with Ctrl-C as one line and exit status 130 (128 + SIGINT).
+
+    What is on disk is what a SIGTERM leaves: every artefact is written atomically, so
+    the last checkpoint is intact and the same command resumes from it. The process
+    ends at once (`os._exit`), without waiting for the input pipeline's threads.
+    """
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print(
+                "error: interrupted (Ctrl-C); what was saved is kept: the same command "
+                "resumes from the last checkpoint",
+                file=sys.stderr,
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+
+    return guarded

@@ -274,3 +274,34 @@ def test_stage2_on_edited_split_files_is_refused(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "train split(s) changed" in errors[0], result.stderr[-2000:]
     assert not (tmp_path / "run" / "stage2" / "best.keras").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_exit_130_and_resumable(tmp_path):
+    import signal
+    import time
+
+    args = [sys.executable, TRAIN, "--smoke", "--verbose=0", "--checkpoint_every_steps=1"]
+    args.append(f"--workdir={tmp_path}")
+    process = subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 240
+    while not (tmp_path / "stage1" / "checkpoint").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    sent = time.time()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert time.time() - sent < 10, "Ctrl-C took too long"
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "interrupted" in errors[0] and "Traceback" not in err
+    resumed = subprocess.run(
+        [*args, "--noevaluate", "--noexport"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from step" in resumed.stderr
