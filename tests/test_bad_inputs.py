@@ -268,3 +268,18 @@ def test_a_download_without_network_names_the_cache_file(monkeypatch, tmp_path):
     message = str(caught.value)
     assert os.path.join(str(tmp_path), "datasets", "cifar-10-batches-py-target") in message
     assert "no network" in message and "\n" not in message
+
+
+@pytest.mark.slow
+def test_symlink_out_of_data_root_is_one_line_and_exit_2(tmp_path):
+    # A link inside data_root to a system file is refused like a `..` path, by
+    # split file and line, before anything is read.
+    args = _custom(tmp_path, lambda lines: lines["train"].append("c0/link.png 0"))
+    os.symlink("/etc/passwd", tmp_path / "img" / "c0" / "link.png")
+    run = ["--smoke", "--verbose=0", f"--workdir={tmp_path / 'run'}", *args]
+    result, _ = _run_measured(run, REPO)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    for word in ("my_train.txt:13", "outside data_root", "/etc/passwd"):
+        assert word in errors[0], (word, errors[0])

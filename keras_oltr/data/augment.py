@@ -21,7 +21,7 @@ import types
 import tensorflow as tf
 
 from keras_oltr import colour_jitter
-from keras_oltr.data.decode import decode_image, decode_jpeg_window
+from keras_oltr.data.decode import MAX_PIXELS, decode_image, decode_jpeg_window
 from keras_oltr.data.resample import resize, resize_to
 
 CROP_SCALE = (0.08, 1.0)
@@ -46,21 +46,23 @@ def _random_crop_box(image_hw: tf.Tensor, seed: tf.Tensor):
 
 
 def decode_random_resized_crop(
-    contents: tf.Tensor, size: int, channels: int, seed: tf.Tensor
+    contents: tf.Tensor, size: int, channels: int, seed: tf.Tensor, *, max_pixels: int = MAX_PIXELS
 ) -> tf.Tensor:
     """Decodes encoded image bytes and applies RandomResizedCrop to `size`.
 
     JPEGs take a fast path that decodes only the crop window
     (`decode_jpeg_window`); other formats are decoded fully, then cropped. Both give
-    the pixels of decoding the whole image and cropping it.
+    the pixels of decoding the whole image and cropping it. Both fail before
+    decoding when the header says the image has more than `max_pixels` pixels.
     """
 
     def jpeg():
         shape = tf.image.extract_jpeg_shape(contents)
-        return decode_jpeg_window(contents, _random_crop_box(shape[:2], seed), channels)
+        box = _random_crop_box(shape[:2], seed)
+        return decode_jpeg_window(contents, box, channels, max_pixels=max_pixels)
 
     def other():
-        image = decode_image(contents, channels)
+        image = decode_image(contents, channels, max_pixels=max_pixels)
         y, x, h, w = _random_crop_box(tf.shape(image)[:2], seed)
         return image[y : y + h, x : x + w]
 
@@ -175,14 +177,16 @@ def imagenet_train_transform(
     *,
     flip: bool = True,
     defer_jitter: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ):
     """Training augmentation of the OLTR reference, from encoded image bytes.
 
     With `defer_jitter` (RGB only) the flip and colour jitter are drawn but not
     applied: returns `(image, parameters)` for `colour_jitter.flip_and_jitter`.
+    Images of more than `max_pixels` pixels fail before decoding.
     """
     seeds = tf.random.experimental.stateless_split(seed, num=3)
-    image = decode_random_resized_crop(contents, size, channels, seeds[0])
+    image = decode_random_resized_crop(contents, size, channels, seeds[0], max_pixels=max_pixels)
     return _flip_and_jitter(image, seeds, flip=flip, defer=defer_jitter)
 
 

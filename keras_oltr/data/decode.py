@@ -2,9 +2,12 @@
 
 `decode_image` decodes JPEG, PNG, GIF, BMP and WebP bytes to gray or RGB;
 `decode_jpeg_window` decodes only a window of a JPEG, with the pixels of a full
-decode. Encoded images can be checked against a pixel budget (`MAX_PIXELS` by
-default) from their header before decoding (`encoded_image_size`,
-`check_image_size`), so a small file cannot cost gigabytes.
+decode. Both first check the image's size, read from its header, against a pixel
+budget (`max_pixels`, `MAX_PIXELS` by default: `encoded_image_size`,
+`check_image_size`) and fail BEFORE decoding when it is larger, so a small file
+cannot cost gigabytes: every decode of the data pipelines, the predictor and
+`serve_encoded` goes through them (a tf.data map that uses them with
+`ignore_errors` drops such an image like any undecodable one).
 """
 
 from __future__ import annotations
@@ -104,8 +107,28 @@ def check_image_size(contents: tf.Tensor, max_pixels: int = MAX_PIXELS) -> tf.Te
         return tf.identity(contents)
 
 
-def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
+def why_undecodable(contents: bytes, max_pixels: int = MAX_PIXELS) -> str:
+    """Why `decode_image` refuses encoded bytes, in words (for logs; runs eagerly)."""
+    try:
+        height, width = (int(v) for v in encoded_image_size(tf.constant(contents)).numpy())
+    except tf.errors.OpError:
+        return "corrupt or truncated image"
+    if height < 0:
+        return f"not a {_FORMATS} image"
+    if height * width > max_pixels:
+        return (
+            f"too large: {height}x{width} pixels by its header, more than "
+            f"max_pixels={max_pixels} (not decoded)"
+        )
+    return "corrupt or truncated image"
+
+
+def decode_image(contents: tf.Tensor, channels: int, *, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
     """Decodes JPEG/PNG/BMP/GIF/WebP bytes to uint8 `[h, w, channels]`.
+
+    Fails (InvalidArgumentError) without decoding when the header says the image
+    has more than `max_pixels` pixels, or is in none of these formats
+    (`check_image_size`).
 
     Gray, RGB, RGBA and CMYK inputs are all converted to `channels` (1 or 3) by the
     decoders themselves (RGBA loses its alpha channel, CMYK JPEGs become RGB). GIF,
@@ -113,6 +136,7 @@ def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
     3-component JPEGs to gray, so for `channels=1` those (and CMYK JPEGs) decode to
     RGB and convert with the ITU-R 601-2 luma weights.
     """
+    contents = check_image_size(contents, max_pixels)
     if channels == 1:
 
         def native():
@@ -139,7 +163,9 @@ def decode_image(contents: tf.Tensor, channels: int) -> tf.Tensor:
 JPEG_WINDOW_MARGIN = 16
 
 
-def decode_jpeg_window(contents: tf.Tensor, box, channels: int) -> tf.Tensor:
+def decode_jpeg_window(
+    contents: tf.Tensor, box, channels: int, *, max_pixels: int = MAX_PIXELS
+) -> tf.Tensor:
     """The `box` = (y, x, height, width) window of a JPEG, decoding little else.
 
     `tf.image.decode_and_crop_jpeg` on exactly the box differs from decoding the
@@ -147,8 +173,10 @@ def decode_jpeg_window(contents: tf.Tensor, box, channels: int) -> tf.Tensor:
     levels, in about half of random boxes): libjpeg upsamples the chroma at the
     decoded region's border from the border itself. Decoding the box plus a margin
     of one MCU and cropping in memory gives exactly the full decode's pixels, as
-    PIL and torchvision (which decode whole images) see them.
+    PIL and torchvision (which decode whole images) see them. Like `decode_image`,
+    fails before decoding when the whole image has more than `max_pixels` pixels.
     """
+    contents = check_image_size(contents, max_pixels)
     y, x, h, w = (tf.convert_to_tensor(v, tf.int32) for v in box)
     shape = tf.image.extract_jpeg_shape(contents)
     y0 = tf.maximum(y - JPEG_WINDOW_MARGIN, 0)

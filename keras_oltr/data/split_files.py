@@ -4,8 +4,20 @@ The split files are parsed and checked while loading (`split_file_parser.py`):
 everything wrong with them is raised as ONE `SplitFileError` that names the file
 and line numbers, so that a long run never starts on broken splits.
 
+Confinement (see `split_file_parser.DataRoot`): unless `allow_outside_data_root`,
+every listed image must stay under `data_root` once symbolic links are resolved.
+With `check_files` (the default) this is checked while loading, in the same one
+file-system call per image as the existence check, and a link that leaves the
+root is a `SplitFileError` naming the split file and line, like a `..` path.
+Without `check_files` nothing is stat'ed while loading, so the pipelines check
+each image lazily before reading it, and a link that leaves the root is skipped
+as an unreadable image (with that reason).
+
 Undecodable images found while training or evaluating are skipped and logged
-(path and running count, see `unreadable_files`); they never crash a run.
+(path, reason and running count, see `unreadable_files` and
+`unreadable_reasons`); they never crash a run. Images whose header says they
+have more than `max_pixels` pixels are among them: they are refused before
+decoding (`decode.check_image_size`), so a small file cannot cost gigabytes.
 """
 
 from __future__ import annotations
@@ -13,7 +25,6 @@ from __future__ import annotations
 import collections
 import os
 from collections.abc import Mapping
-from concurrent import futures
 
 import numpy as np
 import tensorflow as tf
@@ -23,7 +34,9 @@ from keras_oltr import colour_jitter, deferred_resize
 from keras_oltr.data import augment, base, decode, split_names
 from keras_oltr.data.split_file_parser import (
     MAX_QUOTED,
+    DataRoot,
     SplitFileError,
+    check_paths,
     escapes_data_root,
     read_split_file,
 )
@@ -31,10 +44,8 @@ from keras_oltr.data.split_file_parser import (
 SPLIT_OVERLAP = ("warn", "error")
 
 
-def _missing(paths: list[str]) -> list[bool]:
-    # Thread pool: stat() latency dominates on network file systems.
-    with futures.ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(lambda p: not os.path.isfile(p), paths, chunksize=256))
+# Bytes of an unreadable image read again to say why it failed.
+_DIAGNOSED_BYTES = 4 << 20
 
 
 class SplitFileDataset(base.LongTailDataset):
@@ -53,11 +64,13 @@ class SplitFileDataset(base.LongTailDataset):
         horizontal_flip: whether flipping is a valid augmentation.
         augmentation: see `LongTailDataset`.
         check_files: check that every listed image exists while loading.
-        allow_outside_data_root: accept absolute paths and `..` paths that leave
-            `data_root` (rejected by default: a received split file must not make
-            the trainer read arbitrary files).
+        allow_outside_data_root: accept absolute paths, `..` paths and symbolic
+            links that leave `data_root` (rejected by default: a received split
+            file or image tree must not make the trainer read arbitrary files).
         split_overlap: an image listed in two splits (e.g. train and test) is
             logged as a warning ("warn") or is an error ("error").
+        max_pixels: images whose header says they have more pixels (height *
+            width) are skipped as unreadable, without being decoded.
 
     Raises:
         ValueError: `data_root` or a split file does not exist.
@@ -86,6 +99,7 @@ class SplitFileDataset(base.LongTailDataset):
         check_files: bool = True,
         allow_outside_data_root: bool = False,
         split_overlap: str = "warn",
+        max_pixels: int = decode.MAX_PIXELS,
     ):
         if split_overlap not in SPLIT_OVERLAP:
             raise ValueError(
@@ -104,7 +118,11 @@ class SplitFileDataset(base.LongTailDataset):
             split_names.check_split(split)
             if not os.path.isfile(path):
                 raise ValueError(f"Split file not found. Received: split={split!r}, path={path!r}")
+        if int(max_pixels) < 1:
+            raise ValueError(f"`max_pixels` must be positive. Received: max_pixels={max_pixels}")
+        self.max_pixels = int(max_pixels)
         self.data_root = data_root
+        root = None if allow_outside_data_root else DataRoot(data_root)
         self.split_files = dict(split_files)
         problems = collections.defaultdict(list)
         parsed = {}
@@ -186,10 +204,15 @@ class SplitFileDataset(base.LongTailDataset):
                 kept.append((lineno, rel, label))
             full = [os.path.join(data_root, rel) for _, rel, _ in kept]
             if check_files and full:
-                for (lineno, rel, _), gone in zip(kept, _missing(full), strict=True):
-                    if gone:
+                checked = zip(kept, check_paths(full, root), strict=True)
+                for (lineno, rel, _), (status, real) in checked:
+                    if status == "missing":
                         problems["missing"].append(
                             f"{fname}:{lineno}: {rel} not found under {data_root}"
+                        )
+                    elif status == "outside":
+                        problems["outside"].append(
+                            f"{fname}:{lineno}: {rel} (resolves to {real} through a symbolic link)"
                         )
             self._paths[split] = np.array(full, dtype=object)
             self._labels[split] = np.array([y for _, _, y in kept], dtype=np.int64)
@@ -210,6 +233,10 @@ class SplitFileDataset(base.LongTailDataset):
             augmentation=augmentation,
         )
         self._unreadable: collections.Counter = collections.Counter()
+        self._reasons: dict[str, str] = {}
+        self._root = root
+        # Without check_files, links are checked where images are read.
+        self._lazy_root = None if check_files else root
         logging.info("%s", self.describe())
 
     def split_paths(self, split: str) -> np.ndarray:
@@ -223,6 +250,11 @@ class SplitFileDataset(base.LongTailDataset):
         return dict(self._unreadable)
 
     @property
+    def unreadable_reasons(self) -> dict[str, str]:
+        """`{path: why it could not be loaded}` for the images in `unreadable_files`."""
+        return dict(self._reasons)
+
+    @property
     def num_unreadable(self) -> int:
         """Number of distinct images that failed to load so far."""
         return len(self._unreadable)
@@ -233,18 +265,45 @@ class SplitFileDataset(base.LongTailDataset):
             first = path not in self._unreadable
             self._unreadable[path] += 1
             if first:
+                self._reasons[path] = self._why_unreadable(path)
                 logging.warning(
-                    "Skipping unreadable image %s (%d unreadable image(s) so far: %s)",
+                    "Skipping unreadable image %s: %s (%d unreadable image(s) so far: %s)",
                     path,
+                    self._reasons[path],
                     len(self._unreadable),
                     ", ".join(list(self._unreadable)[:MAX_QUOTED]),
                 )
         return True
 
+    def _why_unreadable(self, path: str) -> str:
+        """Why `path` failed to load, found again after the fact (failures are rare)."""
+        if self._root is not None:
+            status, real = self._root.check(path)
+            if status == "outside":
+                return (
+                    f"a symbolic link to {real}, outside data_root (not read; pass "
+                    "allow_outside_data_root=True to allow)"
+                )
+        try:
+            with open(path, "rb") as f:
+                contents = f.read(_DIAGNOSED_BYTES)
+        except OSError as e:
+            return f"cannot be read ({e.strerror or e})"
+        return decode.why_undecodable(contents, self.max_pixels)
+
+    def _confined(self, path) -> bool:
+        return self._lazy_root.check(os.fsdecode(path.numpy()))[0] != "outside"
+
     def _load(self, path, seed, training, defer_jitter, defer_resize):
+        if self._lazy_root is not None:  # fails (and is skipped) before reading
+            inside = tf.py_function(self._confined, [path], Tout=tf.bool)
+            guard = tf.debugging.Assert(inside, ["Image outside data_root:", path])
+            with tf.control_dependencies([guard]):
+                path = tf.identity(path)
         contents = tf.io.read_file(path)
+        pixels = self.max_pixels
         if not training:
-            image = decode.decode_image(contents, self.channels)
+            image = decode.decode_image(contents, self.channels, max_pixels=pixels)
             return self._test_canvas(image) if defer_resize else self._test_image(image)
         if self.augmentation == "imagenet":
             return augment.imagenet_train_transform(
@@ -254,8 +313,10 @@ class SplitFileDataset(base.LongTailDataset):
                 seed,
                 flip=self.horizontal_flip,
                 defer_jitter=defer_jitter,
+                max_pixels=pixels,
             )
-        return self._train_image(decode.decode_image(contents, self.channels), seed)
+        image = decode.decode_image(contents, self.channels, max_pixels=pixels)
+        return self._train_image(image, seed)
 
     def _examples(self, split, indices, seeds, defer_jitter=False, defer_resize=False):
         training = seeds is not None

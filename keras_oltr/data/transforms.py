@@ -28,7 +28,7 @@ import math
 import tensorflow as tf
 
 from keras_oltr import deferred_resize
-from keras_oltr.data.decode import MAX_PIXELS, check_image_size, decode_image
+from keras_oltr.data.decode import MAX_PIXELS, decode_image
 from keras_oltr.data.resample import resize, resize_to, separable_resize
 
 AUGMENTATIONS = ("imagenet", "small")
@@ -81,7 +81,7 @@ def serving_transform(
             `max_pixels` pixels, or undecodable bytes.
     """
     height, width, channels = (int(d) for d in image_shape)
-    image = decode_image(check_image_size(contents, max_pixels), channels)
+    image = decode_image(contents, channels, max_pixels=max_pixels)
     if height == width:
         image = test_transform(image, height, augmentation)
     else:  # no dataset makes non-square inputs; a plain resize keeps such models servable
