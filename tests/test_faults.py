@@ -182,6 +182,20 @@ def test_a_changed_split_is_refused_on_resume_and_named(tmp_path):
     run.write_config(_config(), fingerprints=changed)
 
 
+def _image_tree(root, *, num_classes, per_class, size):
+    """Gray PNGs under root/c{k}/; returns {split: ["c{k}/{i}.png k", ...]}."""
+    rng = np.random.default_rng(0)
+    lines = {"train": [], "val": [], "test": []}
+    for label in range(num_classes):
+        (root / f"c{label}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (size, size, 1), dtype=np.uint8)
+            (root / f"c{label}" / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+            split = "val" if i == 0 else "test" if i == 1 else "train"
+            lines[split].append(f"c{label}/{i}.png {label}")
+    return lines
+
+
 def test_dataset_fingerprints_follow_the_split_files(tmp_path):
     from keras_oltr.data import (
         SplitFileDataset,  # noqa: F401  (registers "custom")
@@ -190,15 +204,7 @@ def test_dataset_fingerprints_follow_the_split_files(tmp_path):
     from keras_oltr.data.fingerprint import dataset_fingerprints
 
     root = tmp_path / "img"
-    rng = np.random.default_rng(0)
-    lines = {"train": [], "val": [], "test": []}
-    for label in range(2):
-        (root / f"c{label}").mkdir(parents=True)
-        for i in range(4):
-            pixels = rng.integers(0, 255, (8, 8, 1), dtype=np.uint8)
-            (root / f"c{label}" / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
-            split = "val" if i == 0 else "test" if i == 1 else "train"
-            lines[split].append(f"c{label}/{i}.png {label}")
+    lines = _image_tree(root, num_classes=2, per_class=4, size=8)
 
     def build():
         kwargs = {}
@@ -245,15 +251,7 @@ def test_a_workdir_has_one_owner(tmp_path):
 def test_stage2_on_edited_split_files_is_refused(tmp_path):
     """Stage 1, then two labels swapped in the train split file, then --stage=2."""
     root = tmp_path / "img"
-    rng = np.random.default_rng(0)
-    lines = {"train": [], "val": [], "test": []}
-    for label in range(3):
-        (root / f"c{label}").mkdir(parents=True)
-        for i in range(6):
-            pixels = rng.integers(0, 255, (16, 16, 1), dtype=np.uint8)
-            (root / f"c{label}" / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
-            split = "val" if i == 0 else "test" if i == 1 else "train"
-            lines[split].append(f"c{label}/{i}.png {label}")
+    lines = _image_tree(root, num_classes=3, per_class=6, size=16)
     args = [sys.executable, TRAIN, "--smoke", "--verbose=0", "--batch_size=4"]
     args += ["--dataset=custom", f"--data_root={root}", f"--workdir={tmp_path / 'run'}"]
     for split, rows in lines.items():
