@@ -83,7 +83,6 @@ def evaluate_workdir(
         )
     run = Workdir(workdir)
     config = run.read_config_document()
-    run.require_model(stage, checkpoint)
     model = load_stage_model(run, stage, checkpoint)
     dataset = get_dataset(config["dataset"], **config.get("dataset_kwargs", {}))
     return evaluate_model(
