@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 
+from keras_oltr.layers import BANK_DTYPES, DEFAULT_BANK_PER_CLASS
 from keras_oltr.open_scores import PAPER_THRESHOLD
 from keras_oltr.runs import Workdir, WorkdirError
 from keras_oltr.runs.workdir import DATASET_INFO_KEYS
@@ -140,6 +141,13 @@ class ExperimentConfig:
     colour_jitter_on: str = "auto"
     # The stage-2 long-tail method, a name registered in keras_oltr.methods.
     method: str = "oltr"
+    # The nearest-neighbour bank written after stage 2: at most `bank_per_class` train
+    # features per class, that cap lowered until the bank holds at most
+    # `bank_max_total` features (0: no total cap; `keras_oltr.layers.bank_cap`),
+    # stored as `bank_dtype` ("float32", or "float16" for half the memory).
+    bank_per_class: int = DEFAULT_BANK_PER_CLASS
+    bank_max_total: int = 0
+    bank_dtype: str = "float32"
 
     def __post_init__(self):
         self.validate()
@@ -169,6 +177,19 @@ class ExperimentConfig:
             f"in {COLOUR_JITTER_PLACES}",
         )
         _check(isinstance(self.method, str) and bool(self.method), "method", self.method, "a name")
+        _check(
+            _is_int(self.bank_per_class) and self.bank_per_class >= 1,
+            "bank_per_class",
+            self.bank_per_class,
+            "a positive integer",
+        )
+        _check(
+            _is_int(self.bank_max_total) and self.bank_max_total >= 0,
+            "bank_max_total",
+            self.bank_max_total,
+            "an integer >= 0",
+        )
+        _check(self.bank_dtype in BANK_DTYPES, "bank_dtype", self.bank_dtype, f"in {BANK_DTYPES}")
         self.stage1.validate("stage1.")
         self.stage2.validate("stage2.")
 

@@ -10,6 +10,7 @@ import pytest
 
 from keras_oltr.config import ExperimentConfig, StageConfig, leaf_fields, with_overrides
 from keras_oltr.presets import get_preset, smoke
+from keras_oltr.runs import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "trainers", "train.py")
@@ -40,6 +41,39 @@ def test_with_overrides_sets_nested_and_top_level_fields():
 def test_with_overrides_validates_with_the_field_name():
     with pytest.raises(ValueError, match=r"`stage2.momentum` must be in \[0, 1\)"):
         with_overrides(get_preset("mixed_mnist_lt"), {"stage2.momentum": 1.5})
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("bank_per_class", 0, r"`bank_per_class` must be a positive integer"),
+        ("bank_max_total", -1, r"`bank_max_total` must be an integer >= 0"),
+        ("bank_dtype", "int8", r"`bank_dtype` must be in \('float32', 'float16'\)"),
+    ],
+)
+def test_bank_fields_are_validated(field, value, match):
+    config = get_preset("mixed_mnist_lt")
+    assert (config.bank_per_class, config.bank_max_total, config.bank_dtype) == (
+        100,
+        0,
+        "float32",
+    )
+    with pytest.raises(ValueError, match=match):
+        with_overrides(config, {field: value})
+
+
+def test_a_config_json_from_before_the_bank_fields_still_resumes(tmp_path):
+    config = smoke(get_preset("mixed_mnist_lt"))
+    workdir = Workdir(str(tmp_path))
+    workdir.write_config(config)
+    with open(workdir.config_path) as f:
+        document = json.load(f)
+    for key in ("bank_per_class", "bank_max_total", "bank_dtype"):
+        del document[key]
+    with open(workdir.config_path, "w") as f:
+        json.dump(document, f)
+    workdir.write_config(config)  # the defaults are what such a run did: no mismatch
+    assert ExperimentConfig.from_workdir(str(tmp_path)) == config
 
 
 def test_config_round_trips_through_json():

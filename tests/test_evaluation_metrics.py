@@ -3,6 +3,7 @@
 import json
 import math
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -282,6 +283,45 @@ def test_evaluate_predictions_structure_and_logits():
     assert inclusive.counts.classes_per_group == GroupCounts(many=2, medium=1, few=3)
     assert from_probs.counts.classes_per_group == GroupCounts(many=2, medium=2, few=2)
     json.dumps(from_probs.to_dict(), allow_nan=False)
+
+
+def test_evaluate_from_logits_in_chunks_is_the_whole_array_computation():
+    # 3000 x 700: five chunks of the streamed top-1 (about a million entries each).
+    rng = np.random.default_rng(11)
+    n, k = 3000, 700
+    logits = (rng.normal(size=(n, k)) * 4).astype(np.float32)
+    labels = rng.integers(-1, k, n)
+    counts = rng.integers(1, 300, k)
+    val = {"logits": logits[:900], "labels": labels[:900]}
+    result = M.evaluate_predictions(logits, labels, counts, from_logits=True, val=val)
+    # Whole-array numpy: float64 softmax, its max and argmax.
+    z = logits.astype(np.float64)
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    val_ref = {"predicted_class": probs[:900].argmax(1), "max_probability": probs[:900].max(1)}
+    reference = M.evaluate_top1_predictions(
+        probs.argmax(1), probs.max(1), labels, counts, val={**val_ref, "labels": labels[:900]}
+    )
+    assert result.to_dict() == reference.to_dict()
+    from_probs = M.evaluate_predictions(probs, labels, counts)
+    top1 = M.evaluate_top1_predictions(probs.argmax(1), probs.max(1), labels, counts)
+    assert from_probs.to_dict() == top1.to_dict()
+
+
+def test_evaluate_from_logits_streams_over_the_batch():
+    # Peak beyond the logits: O(N + K) and one chunk's float64 temporaries, not the
+    # float64 copy and N x K temporaries (6x the float32 logits) of a whole-array pass.
+    rng = np.random.default_rng(12)
+    n, k = 1000, 20000
+    logits = rng.standard_normal((n, k), dtype=np.float32)
+    labels = rng.integers(-1, k, n)
+    counts = rng.integers(1, 500, k)
+    tracemalloc.start()
+    result = M.evaluate_predictions(logits, labels, counts, from_logits=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert result.counts.num_known_test + result.counts.num_open_test == n
+    assert peak < 0.5 * logits.nbytes + 8 * 2**20
 
 
 def test_evaluate_without_reachability_is_null():

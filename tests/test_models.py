@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_oltr import data
+from keras_oltr.inference import add_feature_bank
+from keras_oltr.layers import bank_rows
 from keras_oltr.models import (
     OLTRModel,
     build_oltr_model,
@@ -384,6 +387,38 @@ def test_oltr_model_keras_save_and_reload(tmp_path):
     assert set(got) == OLTR_KEYS
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_add_feature_bank_stores_the_capped_rows_of_the_train_pass():
+    model = build_oltr_model(3, (16, 16, 1), backbone_options=TINY, use_attention=False)
+    images = _images((16, 16, 1), batch=40, seed=11).astype("uint8")
+    labels = np.repeat([0, 1, 2], [25, 10, 5])
+    dataset = data.ArrayDataset(
+        {
+            "train": (images, labels),
+            "val": (images[:3], labels[:3]),
+            "test": (images[:3], labels[:3]),
+        },
+        class_names=list("abc"),
+        horizontal_flip=False,
+    )
+    features = np.concatenate(
+        [
+            np.asarray(model(x, training=False)["direct_feature"])
+            for x, _ in dataset.eval_dataset("train", 40)
+        ]
+    )
+    # Batches of 7; at most 6 a class, lowered to 5 for a total of 15: 5 + 5 + 5.
+    scored = add_feature_bank(
+        model, dataset, max_per_class=6, batch_size=7, max_total=15, bank_dtype="float16"
+    )
+    layer = scored.get_layer("nearest_neighbour_score")
+    assert layer.bank_shape == (15, features.shape[1]) and layer.bank_dtype == "float16"
+    rows = bank_rows(labels, 5, seed=0)
+    assert np.bincount(labels[rows]).tolist() == [5, 5, 5]
+    unit = features[rows] / np.linalg.norm(features[rows], axis=1, keepdims=True)
+    bank = np.concatenate([np.asarray(w.numpy(), np.float32) for w in layer.weights])
+    np.testing.assert_allclose(bank, unit, atol=1e-3)
 
 
 def test_nearest_neighbour_score_model_saves_and_reloads(tmp_path):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_oltr.arrays import label_groups
+
 SAMPLERS = ("random", "class_aware")
 
 
@@ -37,27 +39,26 @@ def random_order(num: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return order[:n].astype(np.int64)
 
 
-class _RandomCycle:
-    """Cycles through `items` in a shuffled order, reshuffling when exhausted."""
+def _segment_positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(start, start + length)`` for each segment, vectorised."""
+    lengths = np.asarray(lengths, np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(np.asarray(starts, np.int64) - offsets, lengths) + np.arange(lengths.sum())
 
-    def __init__(self, items: np.ndarray, rng: np.random.Generator):
-        self._items = np.asarray(items)
-        self._rng = rng
-        self._order = self._rng.permutation(self._items)
-        self._pos = 0
 
-    def take(self, k: int) -> np.ndarray:
-        out = np.empty([k], dtype=self._items.dtype)
-        filled = 0
-        while filled < k:
-            if self._pos == len(self._order):
-                self._order = self._rng.permutation(self._items)
-                self._pos = 0
-            m = min(k - filled, len(self._order) - self._pos)
-            out[filled : filled + m] = self._order[self._pos : self._pos + m]
-            filled += m
-            self._pos += m
-        return out
+def _permutations(rng: np.random.Generator, sizes: np.ndarray) -> np.ndarray:
+    """``rng.permutation(s)`` for each ``s`` of ``sizes``, in order, concatenated.
+
+    A permutation of one element is filled in without a call: Fisher-Yates makes no
+    swap and draws nothing from ``rng`` for it.
+    """
+    sizes = np.asarray(sizes, np.int64)
+    out = np.zeros(int(sizes.sum()), np.int64)
+    multi = sizes > 1
+    if multi.any():
+        positions = _segment_positions((np.cumsum(sizes) - sizes)[multi], sizes[multi])
+        out[positions] = np.concatenate(list(map(rng.permutation, sizes[multi].tolist())))
+    return out
 
 
 def class_aware_order(
@@ -70,6 +71,13 @@ def class_aware_order(
     `samples_per_class` consecutive images of the current class are taken from
     that class's own shuffled image list, which is cycled and reshuffled when
     exhausted. Every class is therefore equally frequent, whatever its size.
+
+    The random draws are, in this order: one permutation of each class's images
+    (classes ascending), the permutations of the class cycle, then each class's
+    reshuffles in the order the visits exhaust them. Classes are grouped by one sort
+    and the visits are gathered vectorised, so an epoch costs O(N log N + n) time and
+    O(N + n) memory whatever the number of classes; only the permutations (one per
+    class and cycle, none for a one-image class) are drawn one call at a time.
 
     Args:
         labels: int array `[N]` of class ids; classes without images are skipped.
@@ -91,16 +99,42 @@ def class_aware_order(
         )
     if n < 0:
         raise ValueError(f"`n` must be non-negative. Received: n={n}")
-    classes = np.unique(labels)
-    per_class = {int(c): _RandomCycle(np.flatnonzero(labels == c), rng) for c in classes}
-    class_cycle = _RandomCycle(classes, rng)
-    visits = -(-n // samples_per_class)
-    out = np.empty([visits * samples_per_class], np.int64)
-    for v, c in enumerate(class_cycle.take(visits)):
-        out[v * samples_per_class : (v + 1) * samples_per_class] = per_class[int(c)].take(
-            samples_per_class
-        )
-    return out[:n]
+    spc = int(samples_per_class)
+    rows, starts, sizes, _ = label_groups(labels)
+    num_classes = sizes.size
+    # Each class's first pass over its images, laid out like `rows`.
+    first_pass = _permutations(rng, sizes)
+    visits = -(-n // spc)
+    cycles = max(1, -(-visits // num_classes))  # the first cycle is drawn even for n = 0
+    visit_class = np.concatenate([rng.permutation(num_classes) for _ in range(cycles)])[:visits]
+    # The t-th visit of class c takes positions [t * spc, (t + 1) * spc) of the class's
+    # stream: its first pass, then one reshuffle per further pass.
+    per_class = np.bincount(visit_class, minlength=num_classes)
+    by_class = np.argsort(visit_class, kind="stable")  # visits grouped by class, in time
+    first_visit = np.cumsum(per_class) - per_class
+    ordinal = np.empty(visits, np.int64)
+    ordinal[by_class] = np.arange(visits) - np.repeat(first_visit, per_class)
+    passes = np.maximum(1, -(-(per_class * spc) // sizes))
+    # Reshuffle j >= 1 of class c happens in the visit that reaches position j * size.
+    refill_class = np.repeat(np.arange(num_classes), passes - 1)
+    refill_pass = _segment_positions(np.ones(num_classes, np.int64), passes - 1)
+    refill_visit = by_class[first_visit[refill_class] + refill_pass * sizes[refill_class] // spc]
+    drawn_order = np.argsort(refill_visit, kind="stable")  # passes ascend within a visit
+    drawn_sizes = sizes[refill_class[drawn_order]]
+    refills = _permutations(rng, drawn_sizes)
+    refill_offset = np.empty(refill_class.size, np.int64)
+    refill_offset[drawn_order] = np.cumsum(drawn_sizes) - drawn_sizes
+    # Gather every position of every visit.
+    cls = np.repeat(visit_class, spc)
+    position = np.repeat(ordinal * spc, spc) + np.tile(np.arange(spc), visits)
+    pass_index, within = np.divmod(position, sizes[cls])
+    local = np.empty(position.size, np.int64)
+    first = pass_index == 0
+    local[first] = first_pass[starts[cls[first]] + within[first]]
+    later = ~first
+    refill_index = (np.cumsum(passes - 1) - (passes - 1))[cls[later]] + pass_index[later] - 1
+    local[later] = refills[refill_offset[refill_index] + within[later]]
+    return rows[starts[cls] + local][:n].astype(np.int64)
 
 
 def epoch_order(

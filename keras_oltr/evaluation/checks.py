@@ -63,8 +63,17 @@ def check_top1(
     return pred, np.minimum(prob, 1.0), labels  # float32 softmax may exceed 1 by an ulp
 
 
+# Rows per chunk of `top1_from_scores`: its float64 temporaries stay near 8 MB each.
+_CHUNK_ELEMENTS = 1 << 20
+
+
 def top1_from_scores(scores: Any, *, from_logits: bool = False, name: str = "probabilities"):
     """Returns ``(predicted_class, max_probability)`` from an [N, K] score matrix.
+
+    The rows are read in chunks of about a million entries, each turned into float64
+    on its own, so the memory beyond ``scores`` is O(N) plus one chunk's temporaries,
+    never an N x K copy; every row gets the same float64 arithmetic as a whole-array
+    computation would give it.
 
     Args:
         scores: [N, K] softmax probabilities, or logits when ``from_logits``.
@@ -81,22 +90,30 @@ def top1_from_scores(scores: Any, *, from_logits: bool = False, name: str = "pro
             f"`{name}` must be a 2-D [num_samples, num_classes] array. "
             f"Received: {name}.shape={scores.shape}"
         )
-    scores = scores.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(scores)):
-        raise ValueError(f"`{name}` must be finite. Received: {name} with NaN or inf entries")
-    predicted = np.argmax(scores, axis=1)
-    if from_logits:
-        # max softmax = 1 / sum_j exp(z_j - z_max), stable for any logit scale.
-        top = scores[np.arange(scores.shape[0]), predicted]
-        max_probability = 1.0 / np.exp(scores - top[:, None]).sum(axis=1)
-    else:
-        row_sums = scores.sum(axis=1)
-        if scores.size and (scores.min() < -1e-6 or np.max(np.abs(row_sums - 1.0)) > 1e-3):
-            raise ValueError(
-                f"`{name}` rows must be probability distributions (non-negative, summing "
-                "to 1); pass from_logits=True for logits. Received: "
-                f"min={scores.min():.4g}, row sums in [{row_sums.min():.4g}, "
-                f"{row_sums.max():.4g}]"
-            )
-        max_probability = np.clip(scores[np.arange(scores.shape[0]), predicted], 0.0, 1.0)
-    return predicted.astype(np.int64), max_probability
+    num = scores.shape[0]
+    predicted = np.empty(num, np.int64)
+    max_probability = np.empty(num, np.float64)
+    row_sums = np.empty(num, np.float64)
+    minimum = np.inf
+    step = max(1, _CHUNK_ELEMENTS // scores.shape[1])
+    for start in range(0, num, step):
+        chunk = scores[start : start + step].astype(np.float64, copy=False)
+        if not np.all(np.isfinite(chunk)):
+            raise ValueError(f"`{name}` must be finite. Received: {name} with NaN or inf entries")
+        rows = slice(start, start + chunk.shape[0])
+        predicted[rows] = np.argmax(chunk, axis=1)
+        top = chunk[np.arange(chunk.shape[0]), predicted[rows]]
+        if from_logits:
+            # max softmax = 1 / sum_j exp(z_j - z_max), stable for any logit scale.
+            max_probability[rows] = 1.0 / np.exp(chunk - top[:, None]).sum(axis=1)
+        else:
+            row_sums[rows] = chunk.sum(axis=1)
+            minimum = min(minimum, float(chunk.min()))
+            max_probability[rows] = np.clip(top, 0.0, 1.0)
+    if not from_logits and num and (minimum < -1e-6 or np.max(np.abs(row_sums - 1.0)) > 1e-3):
+        raise ValueError(
+            f"`{name}` rows must be probability distributions (non-negative, summing "
+            "to 1); pass from_logits=True for logits. Received: "
+            f"min={minimum:.4g}, row sums in [{row_sums.min():.4g}, {row_sums.max():.4g}]"
+        )
+    return predicted, max_probability
