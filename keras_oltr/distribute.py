@@ -3,14 +3,19 @@
 The OLTR loss needs a few global quantities (the global batch size, per-class counts
 and the repel sum over the whole batch) while Keras runs it once per replica. Under
 TensorFlow's `tf.distribute` they are all-reduced (SUM) across the replicas in
-sync; on the JAX and PyTorch backends a step sees the whole batch on one device, so
-the helpers are the identity. TensorFlow is imported lazily and only on the
-TensorFlow backend: `keras_oltr.layers`, `losses` and `models` import this module
-and must load without TensorFlow under `KERAS_BACKEND=jax` or `torch`.
+sync; on the JAX and PyTorch backends one step computes over the whole global batch
+(on one device, or sharded by JAX over several), so the helpers are the identity.
+TensorFlow is imported lazily and only on the TensorFlow backend: `keras_oltr.layers`,
+`losses` and `models` import this module and must load without TensorFlow under
+`KERAS_BACKEND=jax` or `torch`.
 
-The strategy helpers (`make_strategy`, `worker_info`, `sum_over_workers`) serve the
-TensorFlow trainer (MirroredStrategy on one host, MultiWorkerMirroredStrategy across
-hosts).
+`make_strategy` is the one place that decides a run's parallelism, per backend:
+TensorFlow trains on a tf.distribute strategy (MirroredStrategy on one host,
+MultiWorkerMirroredStrategy across hosts); JAX trains data-parallel over its local
+devices through Keras' own distribution API (`keras.distribution.DataParallel`),
+where one jit-compiled step sees the whole global batch sharded over the devices,
+so the global quantities above need no all-reduce either; PyTorch trains on one
+device. `worker_info` and `sum_over_workers` serve the multi-worker trainer.
 """
 
 import json
@@ -61,24 +66,33 @@ def num_replicas():
 
 
 def make_strategy(name="auto"):
-    """Builds the tf.distribute strategy named `name` (TensorFlow backend only).
+    """Decides the run's parallelism for the Keras backend; returns its tf.distribute strategy.
 
-    auto: MultiWorkerMirroredStrategy when TF_CONFIG names several tasks,
-    MirroredStrategy when there are several GPUs, else the default strategy. On
-    another Keras backend only the default strategy (one device) exists: any other
-    name is a ValueError.
+    Call it before any Keras model exists. TensorFlow: auto is
+    MultiWorkerMirroredStrategy when TF_CONFIG names several tasks, MirroredStrategy
+    when there are several GPUs, else the default strategy (one device). JAX: auto
+    with more than one local device sets `keras.distribution.DataParallel` over them
+    (`keras.distribution.set_distribution`; Keras' fit then shards every global
+    batch over the devices, and the weights are replicated) and one_device trains on
+    one; the returned strategy is the default one, whose single "replica" is the
+    whole global batch. PyTorch: one device. mirrored and multi_worker are
+    tf.distribute strategies: on JAX or PyTorch they are a ValueError.
     """
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={name!r}")
     import tensorflow as tf
 
-    if keras.backend.backend() != "tensorflow":
-        if name != "auto":
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        if name not in ("auto", "one_device"):
             raise ValueError(
                 f"`strategy` {name!r} is a tf.distribute strategy and needs "
-                "KERAS_BACKEND=tensorflow; on other backends the trainer uses one device "
-                f"(strategy 'auto'). Received: KERAS_BACKEND={keras.backend.backend()}"
+                f"KERAS_BACKEND=tensorflow; on {backend} use 'auto' (JAX: data-parallel "
+                f"over the local devices) or 'one_device'. Received: KERAS_BACKEND={backend}"
             )
+        devices = keras.distribution.list_devices() if backend == "jax" else []
+        if name == "auto" and len(devices) > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         return tf.distribute.get_strategy()
 
     cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
@@ -96,6 +110,29 @@ def make_strategy(name="auto"):
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     return tf.distribute.get_strategy()
+
+
+def num_data_replicas(strategy):
+    """Into how many parts a step splits the global batch (the batch must divide).
+
+    The devices of Keras' DataParallel distribution when `make_strategy` set one
+    (JAX), else the replicas in sync of `strategy`.
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is not None:
+        return int(distribution.device_mesh.devices.size)
+    return int(strategy.num_replicas_in_sync)
+
+
+def describe_parallelism(strategy):
+    """One line for the log: what trains the run's steps, on how many replicas."""
+    distribution = keras.distribution.distribution()
+    if distribution is not None:
+        return (
+            f"{type(distribution).__name__} over {num_data_replicas(strategy)} devices "
+            f"({', '.join(str(d) for d in distribution.device_mesh.devices.flat)})"
+        )
+    return f"strategy {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)"
 
 
 def _nest_reducing_multi_worker_strategy(tf):

@@ -19,13 +19,20 @@ from absl import logging
 from keras_oltr import methods
 from keras_oltr.data import get_dataset
 from keras_oltr.data.fingerprint import dataset_fingerprints
-from keras_oltr.distribute import worker_info
+from keras_oltr.distribute import num_data_replicas, worker_info
 from keras_oltr.inference import add_feature_bank, has_accelerator
 from keras_oltr.models import build_plain_model, load_stage_model
 from keras_oltr.run_evaluation import evaluate_stages
 from keras_oltr.run_export import export_best
-from keras_oltr.runs import Workdir, WorkdirError, WorkdirLock, save_model_atomic
+from keras_oltr.runs import (
+    Workdir,
+    WorkdirError,
+    WorkdirLock,
+    WriteFailedError,
+    save_model_atomic,
+)
 from keras_oltr.training import TrainingError, compile_for_stage, steps_per_epoch
+from keras_oltr.training.shared_workdir import check_shared_workdir
 
 RUN_STAGES = ("1", "2", "all")  # what --stage may ask for
 
@@ -73,9 +80,10 @@ def check_splits(dataset, *, evaluate):
 
 def _check_run(config, stage, strategy):
     """Everything about the flags that can fail, before anything is written."""
-    if config.batch_size % strategy.num_replicas_in_sync:
+    replicas = num_data_replicas(strategy)
+    if config.batch_size % replicas:
         raise TrainingError(
-            f"The global batch size must divide over the {strategy.num_replicas_in_sync} "
+            f"The global batch size must divide over the {replicas} "
             f"replicas. Received: batch_size={config.batch_size}"
         )
     if stage not in RUN_STAGES:
@@ -112,13 +120,21 @@ def train_stage1(context):
     return context.train(1, model)
 
 
-def write_feature_bank(workdir, dataset, batch_size):
+def write_feature_bank(workdir, dataset, config):
     """Gives stage2/best.keras its nearest-neighbour score (a bank of train features).
 
     Evaluation, export and prediction then all read one self-contained model. The
-    bank is deterministic, so a rerun after a crash writes the same file.
+    bank is deterministic, so a rerun after a crash writes the same file; its size
+    and storage are `config.bank_per_class`, `bank_max_total` and `bank_dtype`.
     """
-    model = add_feature_bank(load_stage_model(workdir, 2, "best"), dataset, batch_size=batch_size)
+    model = add_feature_bank(
+        load_stage_model(workdir, 2, "best"),
+        dataset,
+        max_per_class=config.bank_per_class,
+        batch_size=config.eval_batch_size,
+        max_total=config.bank_max_total or None,
+        bank_dtype=config.bank_dtype,
+    )
     save_model_atomic(model, workdir.model_path(2, "best"))
     logging.info("Nearest-neighbour bank written into %s", workdir.model_path(2, "best"))
     return model
@@ -179,6 +195,7 @@ def run_experiment(
                 resume=resume,
                 stage=stage,
             )
+        check_shared_workdir(workdir, strategy)  # several workers: one shared folder
         if stage == "2":
             workdir.require_model(1, "best")  # stage 2 alone needs stage 1's model
     except WorkdirError as error:
@@ -198,6 +215,8 @@ def run_experiment(
     )
     try:
         return _run_steps(context, stage, evaluate, export, max_unreadable_fraction, is_chief)
+    except WriteFailedError as error:  # disk full: one line, the last checkpoint kept
+        raise TrainingError(str(error)) from None
     finally:
         if lock is not None:
             lock.release()
@@ -212,7 +231,7 @@ def _run_steps(context, stage, evaluate, export, max_unreadable_fraction, is_chi
     if stage in ("2", "all"):
         summary["stage2"] = methods.get_method(config.method)(context)
         if is_chief:
-            write_feature_bank(workdir, dataset, config.eval_batch_size)
+            write_feature_bank(workdir, dataset, config)
     if evaluate and stage == "all" and is_chief:
         try:
             summary["results"] = evaluate_stages(

@@ -12,9 +12,9 @@ Every score is oriented so that **higher means more known**:
   nearest-centroid distance between the L2-normalised feature and L2-normalised
   centroids, so it ranks exactly as that distance does.
 * ``nearest_neighbour`` (OLTR): cosine similarity of the direct feature to its nearest
-  training feature, from a bank of at most 100 L2-normalised train features per class
-  stored in the model (the "knn_similarity" output of a NearestNeighbourScore layer;
-  deep k-NN, Sun et al. 2022).
+  training feature, from a bank of L2-normalised train features stored in the model
+  (at most `bank_per_class` per class, 100 by default; the "knn_similarity" output of a
+  NearestNeighbourScore layer; deep k-NN, Sun et al. 2022).
 * ``max_cosine`` (OLTR): the largest cosine logit, scale * cos(v_meta, w_k), the
   classifier's logit without the squash; it does not depend on s.
 * ``msp_rescaled`` (OLTR): the paper's rule with the reachability scale s of the
@@ -121,7 +121,8 @@ def _meta_norm(ops, meta):
 
 def rescaled_logits(outputs: Mapping[str, Any], trained_scale: float, scale: float):
     """The logits the model gives with reachability scale ``scale`` instead of ``trained_scale``."""
-    logits = outputs["logits"]
+    # A tensor, not the caller's numpy array: `ndarray * Tensor` fails on PyTorch.
+    logits = ops.convert_to_tensor(outputs["logits"])
     meta = ops.cast(outputs["meta_embedding"], logits.dtype)
     ratio = float(scale) / float(trained_scale)
     norm = _meta_norm(ops, meta)

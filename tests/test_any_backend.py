@@ -8,6 +8,8 @@ compares the fit losses of the two backends. Nothing here imports TensorFlow.
 import json
 import os
 import sys
+import time
+import tracemalloc
 
 import keras
 import numpy as np
@@ -22,13 +24,14 @@ from numpy_reference import (
     np_reference_centroid_gradient,
 )
 
-from keras_oltr import colour_jitter
+from keras_oltr import colour_jitter, open_scores
 from keras_oltr.layers import (
     CosineClassifier,
     MetaEmbedding,
     ModulatedAttention,
     NearestNeighbourScore,
     balanced_bank,
+    bank_cap,
 )
 from keras_oltr.losses import large_margin_loss
 from keras_oltr.models import build_oltr_model, build_plain_model
@@ -170,6 +173,119 @@ def test_balanced_bank_caps_each_class_deterministically():
         balanced_bank(features, labels, max_per_class=0)
 
 
+@pytest.mark.parametrize("k, shards", [(1, 1), (1, 3), (4, 3), (4, 5)])
+@pytest.mark.parametrize("bank_dtype", ["float32", "float16"])
+def test_sharded_bank_matches_numpy_and_reloads(tmp_path, k, shards, bank_dtype):
+    rng = np.random.default_rng(6)
+    bank = rng.normal(size=(11, 5)).astype("float32") * rng.uniform(0.1, 10, (11, 1))
+    inputs = keras.Input((5,))
+    layer = NearestNeighbourScore(11, k=k, bank_dtype=bank_dtype, shards=shards)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_bank(bank)
+    assert len(layer.non_trainable_weights) == shards and not layer.trainable_weights
+    assert {w.dtype for w in layer.weights} == {bank_dtype}
+    assert sum(int(w.shape[0]) for w in layer.weights) == 11
+    v = rng.normal(size=(6, 5)).astype("float32")
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+    stored = unit(bank.astype(np.float64)).astype(bank_dtype).astype(np.float64)
+    expected = np.sort(unit(v.astype(np.float64)) @ stored.T, axis=1)[:, -k]
+    got = ops.convert_to_numpy(model(v))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    if bank_dtype == "float16":  # storage rounding moves a cosine by < 1e-3
+        exact = np.sort(unit(v.astype(np.float64)) @ unit(bank.astype(np.float64)).T, axis=1)
+        np.testing.assert_allclose(got, exact[:, -k], atol=1e-3)
+    path = tmp_path / "bank.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(ops.convert_to_numpy(reloaded(v)), got)
+    assert reloaded.layers[-1].get_config() == layer.get_config()
+
+
+def test_bank_saved_before_sharding_loads_as_one_weight():
+    config = NearestNeighbourScore(9000, k=2).get_config()
+    assert config["shards"] == 3 and config["bank_dtype"] == "float32"
+    del config["shards"], config["bank_dtype"]  # the config of an older file
+    layer = NearestNeighbourScore.from_config(config)
+    layer.build((None, 4))
+    assert layer.shards == 1 and [tuple(w.shape) for w in layer.weights] == [(9000, 4)]
+    with pytest.raises(ValueError, match="bank_dtype='int8'"):
+        NearestNeighbourScore(9, bank_dtype="int8")
+    with pytest.raises(ValueError, match="shards=10"):
+        NearestNeighbourScore(9, shards=10)
+
+
+def test_set_bank_holds_one_shard_at_a_time():
+    bank = np.random.default_rng(7).normal(size=(8192, 64)).astype("float32")
+    layer = NearestNeighbourScore(8192, shards=8)
+    layer.build((None, 64))
+    tracemalloc.start()
+    layer.set_bank(bank)
+    final, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Beyond what stays (the weights' new buffers, where the backend allocates them
+    # through numpy), set_bank holds one shard's normalised rows at a time: 1/8 of
+    # the bank, not whole-bank copies (a float32 copy, the normalised result, the
+    # assigned tensor).
+    assert peak - final < 0.3 * bank.nbytes
+
+
+def test_bank_cap_lowers_the_per_class_cap_to_fit_the_total():
+    sizes = np.array([300, 40, 12, 7, 3, 1])
+    for total in (6, 20, 40, 100, 163, 500):
+        cap = bank_cap(sizes, 100, total)
+        # Independent form: the largest c <= 100 with sum(min(n, c)) <= total.
+        fits = [c for c in range(1, 101) if np.minimum(sizes, c).sum() <= total]
+        assert cap == max(fits), total
+    assert bank_cap(sizes, 100) == 100
+    labels = np.random.default_rng(8).permutation(np.repeat(np.arange(6), sizes))
+    features = np.arange(labels.size, dtype="float32")[:, None]
+    bank, bank_labels = balanced_bank(features, labels, 100, seed=3, max_total=40)
+    cap = bank_cap(sizes, 100, 40)
+    np.testing.assert_array_equal(np.bincount(bank_labels), np.minimum(sizes, cap))
+    assert len(bank) <= 40
+    np.testing.assert_array_equal(labels[bank[:, 0].astype(int)], bank_labels)
+    with pytest.raises(ValueError, match="max_total=5"):
+        balanced_bank(features, labels, 100, max_total=5)
+
+
+def _reference_balanced_rows(labels, max_per_class, seed):
+    """The bank's rows written plainly: one label scan per class."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(labels[labels >= 0]):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) > max_per_class:
+            rows = np.sort(rng.choice(rows, max_per_class, replace=False))
+        keep.append(rows)
+    return np.concatenate(keep)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_balanced_bank_is_the_reference_choice_draw_for_draw(seed):
+    rng = np.random.default_rng(200 + seed)
+    ids = rng.choice(np.arange(-1, 30), 8, replace=False)  # -1: unlabelled, dropped
+    labels = rng.permutation(np.repeat(ids, rng.integers(1, 40, 8)))
+    if np.all(labels < 0):
+        labels[0] = 3
+    features = rng.normal(size=(labels.size, 3))
+    bank, bank_labels = balanced_bank(features, labels, 6, seed=seed)
+    rows = _reference_balanced_rows(labels, 6, seed)
+    np.testing.assert_array_equal(bank, features[rows])
+    np.testing.assert_array_equal(bank_labels, labels[rows])
+
+
+def test_balanced_bank_is_linear_in_the_images():
+    # MS1M-LT at a quarter of its classes (18,625; 1..598 images, 384,778 in all), a
+    # cap every class over 5 meets. One label scan per class took 3.2 s of CPU here.
+    counts = np.maximum(1, (598 * np.arange(1, 18_626) ** -0.39).astype(int))
+    labels = np.random.default_rng(0).permutation(np.repeat(np.arange(counts.size), counts))
+    features = np.zeros((labels.size, 2), "float32")
+    start = time.process_time()
+    _, bank_labels = balanced_bank(features, labels, 5)
+    assert time.process_time() - start < 1.0
+    np.testing.assert_array_equal(np.bincount(bank_labels), np.minimum(counts, 5))
+
+
 def fit_losses(steps=3):
     """Per-step losses and final centroids of a stock fit of a tiny OLTR model.
 
@@ -217,6 +333,28 @@ def test_stock_fit_trains_and_moves_centroids():
     if os.environ.get(FIT_OUT):
         with open(os.environ[FIT_OUT], "w", encoding="utf-8") as f:
             json.dump(result, f)
+
+
+def test_open_scores_of_numpy_outputs_match_numpy():
+    # Evaluation hands the scores numpy outputs on every backend; `ndarray * Tensor`
+    # fails on PyTorch, so this runs there too (test_other_backends.py).
+    rng = np.random.default_rng(5)
+    logits = rng.normal(scale=3.0, size=(4, 6)).astype("float32")
+    meta = rng.normal(size=(4, 3)).astype("float32")
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    outputs = {"logits": logits, "probabilities": probabilities, "meta_embedding": meta}
+    context = {"reachability_scale": 10.0}
+    scores = open_scores.compute_scores(outputs, context, scale_grid=(1.0, 10.0))
+    got = {name: ops.convert_to_numpy(value) for name, value in scores.items()}
+    np.testing.assert_allclose(got["msp"], probabilities.max(axis=1), rtol=1e-6)
+    m = np.linalg.norm(meta.astype(np.float64), axis=1)
+    for scale in (1.0, 10.0):
+        new = logits * (scale / 10.0) * ((1 + m) / (1 + m * scale / 10.0))[:, None]
+        expected = (np.exp(new) / np.exp(new).sum(axis=1, keepdims=True)).max(axis=1)
+        np.testing.assert_allclose(
+            got[open_scores.rescaled_key(scale)], expected, rtol=1e-5, err_msg=str(scale)
+        )
+    np.testing.assert_allclose(got[open_scores.rescaled_key(10.0)], got["msp"], rtol=1e-5)
 
 
 ORDERS = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]

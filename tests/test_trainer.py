@@ -440,6 +440,46 @@ def test_multi_worker_two_processes_agree(tmp_path):
     assert read_state(str(tmp_path / "stage2" / "checkpoint"))["global_step"] == 6
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_multi_worker_without_a_shared_workdir_stops_at_start(tmp_path):
+    # Two hosts without a shared disk: each worker has its own --workdir. Both stop
+    # before the first step, each with one line that says a shared disk is needed.
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs, logs = [], []
+    for index in range(2):
+        logs.append(open(tmp_path / f"worker{index}.log", "w+"))  # a file, not a PIPE
+        env = dict(os.environ)
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, TRAIN, "--smoke", "--strategy=multi_worker"]
+                + ["--batch_size=16", f"--workdir={tmp_path / f'host{index}'}", "--verbose=0"],
+                cwd=REPO,
+                env=env,
+                stdout=logs[-1],
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    last_lines = []
+    for p, log in zip(procs, logs, strict=True):
+        p.wait(timeout=300)
+        log.seek(0)
+        text = log.read()
+        log.close()
+        assert p.returncode == 2, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        last_lines.append(text.strip().splitlines()[-1])
+    assert "1 of the 1 other worker(s) do not see" in last_lines[0], last_lines
+    assert "Worker 1 does not see the files the chief wrote" in last_lines[1], last_lines
+    assert all("filesystem that all hosts share" in line for line in last_lines)
+    assert not (tmp_path / "host0" / "stage1").exists()  # stopped before training
+
+
 def test_non_divisible_batch_for_replicas_is_a_clear_error(tmp_path, mirrored_strategy):
     with pytest.raises(TrainingError, match="batch_size=33"):
         run_experiment(_smoke_config(batch_size=33), str(tmp_path), strategy=mirrored_strategy)

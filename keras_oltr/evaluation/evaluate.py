@@ -79,8 +79,11 @@ def collect_top1_outputs(
                 "The model must return a dict with 'probabilities' or 'logits'. "
                 f"Received: {type(outputs).__name__}"
             )
+        # The one boundary between the model and the evaluation: every output becomes
+        # a numpy array here, whatever the backend gave (tensors, or numpy already).
+        outputs = {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
         if "probabilities" in outputs:
-            probabilities = keras.ops.convert_to_numpy(outputs["probabilities"])
+            probabilities = outputs["probabilities"]
         elif "logits" in outputs:
             probabilities = keras.ops.convert_to_numpy(
                 keras.ops.softmax(outputs["logits"], axis=-1)
@@ -99,7 +102,7 @@ def collect_top1_outputs(
         if has_reachability is None:
             has_reachability = "reachability" in outputs
         if has_reachability:
-            reachability.append(keras.ops.convert_to_numpy(outputs["reachability"]).reshape(-1))
+            reachability.append(outputs["reachability"].reshape(-1))
         if "logits" in outputs:
             batch_scores = open_scores.compute_scores(
                 {**outputs, "probabilities": probabilities},

@@ -13,6 +13,7 @@ A run's folder holds::
     tensorboard/stage{N}/           TensorBoard logs
     export/                         TF Serving SavedModel
     .worker{i}/stage{N}/            non-chief workers' copies (multi-worker runs)
+    .run_token                      the chief's token of a multi-worker run's start
 
 Trainer, evaluation, export and benchmarks ask this class for paths, the config,
 the models and the threshold; nothing else builds a run path. Every artefact is
@@ -46,8 +47,15 @@ REPORT_FILE = "report.md"
 # Facts about the dataset that config.json records beside the ExperimentConfig.
 DATASET_INFO_KEYS = ("image_size", "channels", "class_names", "data_fingerprints")
 # Fields newer than some run folders: absent from an older config.json, they mean what
-# those runs did (method "oltr"; data not fingerprinted, so not compared).
-NEWER_FIELDS = ("method", "data_fingerprints")
+# those runs did (method "oltr"; data not fingerprinted, so not compared; a bank of
+# at most 100 float32 features per class).
+NEWER_FIELDS = (
+    "method",
+    "data_fingerprints",
+    "bank_per_class",
+    "bank_max_total",
+    "bank_dtype",
+)
 # Config fields a resumed run may change: they do not alter what is trained.
 RESUMABLE_CHANGES = ("eval_batch_size", "checkpoint_every_steps", "threshold", "colour_jitter_on")
 
@@ -101,6 +109,11 @@ class Workdir:
         return os.path.join(self.root, "results.md")
 
     @property
+    def run_token_path(self) -> str:
+        """Where the chief of a multi-worker run writes a token for its workers to find."""
+        return os.path.join(self.root, ".run_token")
+
+    @property
     def export_dir(self) -> str:
         return os.path.join(self.root, "export")
 
@@ -132,9 +145,10 @@ class Workdir:
         return os.path.join(self.eval_dir(stage), METRICS_FILE)
 
     @staticmethod
-    def stage_name(stage: int) -> str:
-        """ "plain" (stage 1) or "oltr" (stage 2), the model names in reports."""
-        return STAGE_NAMES[check_stage(stage)]
+    def stage_name(stage: int, method: str | None = None) -> str:
+        """The model names in reports: "plain" (stage 1), the stage-2 method (default "oltr")."""
+        stage = check_stage(stage)
+        return method if stage == 2 and method else STAGE_NAMES[stage]
 
     # ----------------------------------------------------------- preparation
 
@@ -230,13 +244,14 @@ class Workdir:
         `RESUMABLE_CHANGES`), or ConfigMismatchError names the differing fields and
         the file is left untouched; data whose fingerprint changed is named by split.
         `resume=False` starts over and replaces the record; with `stage="2"` only the
-        stage-2 settings may then change, since the stage-1 model (and its data) stays.
+        stage-2 settings and the method may then change, since the stage-1 model (and
+        its data) stays.
         """
         document = self.config_document(config, dataset, fingerprints)
         if self.has_config():
             may_change = RESUMABLE_CHANGES
             if not resume and str(stage) == "2":
-                may_change = (*RESUMABLE_CHANGES, "stage2")
+                may_change = (*RESUMABLE_CHANGES, "stage2", "method")
             elif not resume:
                 may_change = None
             old = self.read_config_document()
