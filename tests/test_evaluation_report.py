@@ -32,6 +32,7 @@ class FakeDataset:
     """The evaluation-facing API of keras_oltr.data.LongTailDataset, on random images."""
 
     name = "fake_lt"
+    image_size, channels = 4, 1
 
     def __init__(self, splits=("test", "open", "val", "open_val"), seed=0):
         rng = np.random.default_rng(seed)

@@ -430,3 +430,48 @@ def test_file_artifacts_are_replaced_whole(trained, tmp_path, monkeypatch):
     assert open(path, "rb").read() == b"first"
     assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.json"]
     assert export.ExportMetadata.read(path + ".json").threshold == 0.2
+
+
+def _by_batches(run, inputs, batch):
+    """(predicted_class, open_score) of ``run`` over ``inputs`` sent ``batch`` at a time."""
+    outputs = [run(inputs[i : i + batch]) for i in range(0, len(inputs), batch)]
+    return (
+        np.concatenate([np.asarray(o["predicted_class"]) for o in outputs]),
+        np.concatenate([np.asarray(o["open_score"]) for o in outputs]),
+    )
+
+
+@pytest.mark.parametrize("open_score", ["nearest_neighbour", "reachability"])
+def test_saved_model_and_onnx_decisions_do_not_depend_on_the_batch(trained, tmp_path, open_score):
+    """Each image gets the same decision at batch 1, 2 and 16, in every SavedModel
+    signature and in ONNX, with the nearest-neighbour bank in the model."""
+    bank = trained.predict(_images(64, seed=1), verbose=0)["direct_feature"]
+    model = models.with_nearest_neighbour_score(trained, bank)
+    pixels = np.random.default_rng(11).integers(0, 256, (32, H, W, C)).astype(np.float32)
+    keras_outputs = model(pixels, training=False)
+    name = "knn_similarity" if open_score == "nearest_neighbour" else "reachability"
+    # The median of an even count lies between two scores: about half are rejected.
+    threshold = float(np.median(np.asarray(keras_outputs[name]).reshape(-1)))
+    decision = {"threshold": threshold, "open_score": open_score}
+    version_dir = export.export_saved_model(
+        model, str(tmp_path / "serving"), CLASS_NAMES, warmup=False, **decision
+    )
+    onnx_path = export.convert_onnx(model, str(tmp_path / "m.onnx"), CLASS_NAMES, **decision)
+    signatures = tf.saved_model.load(version_dir).signatures
+    encoded = np.array([_png(image) for image in pixels], dtype=object)
+    runs = {
+        "serving_default": lambda x: signatures["serving_default"](images=tf.constant(x)),
+        "serve_encoded": lambda x: signatures["serve_encoded"](encoded_images=tf.constant(x)),
+        "saved_model predictor": export.load_predictor(version_dir).predict,
+        "onnx predictor": export.load_predictor(onnx_path).predict,
+    }
+    for runtime, run in runs.items():
+        inputs = encoded if runtime == "serve_encoded" else pixels
+        one, one_scores = _by_batches(run, inputs, 1)
+        for batch in (2, 16):
+            many, many_scores = _by_batches(run, inputs, batch)
+            np.testing.assert_array_equal(many, one, err_msg=f"{runtime} batch {batch}")
+            np.testing.assert_allclose(many_scores, one_scores, rtol=1e-5, atol=1e-6)
+        # The rule itself: unknown exactly where the score is below the threshold.
+        np.testing.assert_array_equal(one == -1, one_scores < threshold, err_msg=runtime)
+        assert 0.2 < np.mean(one == -1) < 0.8, runtime

@@ -49,6 +49,8 @@ def main(argv):
             return 2
     try:
         predictor = export.load_predictor(_MODEL.value)
+    except export.ModelFileError as error:  # names the file at fault, model or metadata
+        return print_error(error)
     except (OSError, ValueError) as error:
         message = " ".join(str(error).split())  # one line, whatever the runtime said
         return print_error(f"cannot load model {_MODEL.value}: {message}")

@@ -6,6 +6,7 @@ with the class list beside the file; `load_predictor` runs any of them.
 """
 
 from keras_oltr.data.decode import MAX_PIXELS
+from keras_oltr.export.errors import ModelFileError
 from keras_oltr.export.graph import decode_image, open_set_outputs
 from keras_oltr.export.litert import convert_tflite
 from keras_oltr.export.metadata import (
@@ -19,6 +20,7 @@ from keras_oltr.export.onnx_model import convert_onnx
 from keras_oltr.export.predictor import (
     ImageResult,
     Predictor,
+    check_saved_model_files,
     iter_predict_files,
     load_image,
     load_predictor,
@@ -51,8 +53,10 @@ __all__ = [
     "UNKNOWN_CLASS_NAME",
     "ExportMetadata",
     "ImageResult",
+    "ModelFileError",
     "Predictor",
     "WorkdirModel",
+    "check_saved_model_files",
     "convert_onnx",
     "convert_tflite",
     "decode_image",

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_oltr import open_scores
 from keras_oltr.data import decode, transforms
+from keras_oltr.export import staging
 from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata
 from keras_oltr.open_scores import MSP, MSP_RESCALED
 
@@ -37,6 +38,21 @@ def model_image_shape(model) -> tuple:
             f"Received: input shapes={[tuple(t.shape) for t in model.inputs]}"
         )
     return tuple(int(d) for d in shape)
+
+
+def check_class_names(class_names, model) -> list:
+    """The K class names of ``model`` as strings: one per logit, each a non-empty line."""
+    num_classes = int(model.output["logits"].shape[-1])
+    names = [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(
+            f"`class_names` must name the model's {num_classes} classes. "
+            f"Received: len(class_names)={len(names)}"
+        )
+    bad = [n for n in names if not n or "\n" in n or "\r" in n]
+    if bad:
+        raise ValueError(f"Class names must be non-empty single lines. Received: {bad[:3]!r}")
+    return names
 
 
 def has_reachability(model) -> bool:
@@ -188,33 +204,37 @@ def export_metadata(
     outputs=NUMERIC_OUTPUTS,
 ):
     """The `ExportMetadata` of ``model`` exported as ``fmt`` with its decision rule."""
+    reachability = has_reachability(model)  # checks the output dict first
     return ExportMetadata(
         format=fmt,
-        class_names=[str(n) for n in class_names],
+        class_names=check_class_names(class_names, model),
         threshold=check_threshold(threshold, open_score),
         threshold_source=threshold_source,
         open_score=open_score,
         score_params=score_params or {},
         open_validation=open_validation,
         image_shape=model_image_shape(model),
-        has_reachability=has_reachability(model),
+        has_reachability=reachability,
         quantization=quantization,
         outputs=outputs,
         source=source,
     )
 
 
-def write_file_artifact(out_path, data, metadata):
+def write_file_artifact(out_path, data, metadata, *, staging_dir=None):
     """Writes a single-file model (bytes) and ``<out_path>.json`` atomically.
 
-    Each goes to a temporary name in the same folder first and is renamed over the
-    target, so a kill leaves either the previous pair or the new file, never a
-    truncated one; the metadata is written last.
+    Each is written in a staging folder beside ``out_path`` (``staging_dir``, or a
+    new one) and renamed over the target, so a kill leaves either the previous pair
+    or the new file, never a truncated one; the metadata is written last. A killed
+    export's staging folder is removed by the next export into the same folder.
     """
     folder = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
+    if staging_dir is None:
+        with staging.staging_folder(folder) as tmp:
+            return write_file_artifact(out_path, data, metadata, staging_dir=tmp)
     for path, payload in ((out_path, data), (out_path + ".json", metadata.to_json() + "\n")):
-        tmp = f"{path}.tmp-{os.getpid()}"
+        tmp = os.path.join(staging_dir, os.path.basename(path))
         mode = "wb" if isinstance(payload, bytes) else "w"
         try:
             with open(tmp, mode) as f:
@@ -225,3 +245,4 @@ def write_file_artifact(out_path, data, metadata):
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
+    return out_path

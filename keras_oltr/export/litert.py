@@ -1,14 +1,13 @@
 """TFLite (LiteRT) conversion of the numeric serving signature."""
 
 import os
-import tempfile
 import warnings
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_oltr.export import graph
+from keras_oltr.export import graph, staging
 from keras_oltr.export.metadata import QUANTIZATIONS
 from keras_oltr.export.saved_model import SERVING_DEFAULT, write_numeric_saved_model
 
@@ -144,7 +143,9 @@ def convert_tflite(
         source=source,
         quantization=quantization,
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    # Everything is staged beside out_path; a killed conversion's folder is removed
+    # by the next export there.
+    with staging.staging_folder(os.path.dirname(os.path.abspath(out_path))) as tmp:
         saved_model_dir = write_numeric_saved_model(
             model, os.path.join(tmp, "numeric"), threshold, open_score, score_params
         )
@@ -169,6 +170,6 @@ def convert_tflite(
             flatbuffer = converter.convert()
             if quantization == "int8":
                 flatbuffer = _quantize_backbone_only(converter, flatbuffer)
-    graph.write_file_artifact(out_path, flatbuffer, metadata)
+        graph.write_file_artifact(out_path, flatbuffer, metadata, staging_dir=tmp)
     logging.info("Wrote %s (%s, %d bytes).", out_path, quantization, len(flatbuffer))
     return out_path

@@ -1,11 +1,10 @@
 """ONNX conversion of the numeric serving signature with tf2onnx."""
 
 import os
-import tempfile
 
 from absl import logging
 
-from keras_oltr.export import graph
+from keras_oltr.export import graph, staging
 from keras_oltr.export.metadata import NUMERIC_OUTPUTS
 from keras_oltr.export.saved_model import SERVING_DEFAULT, write_numeric_saved_model
 
@@ -63,7 +62,9 @@ def convert_onnx(
         open_validation=open_validation,
         source=source,
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    # Everything is staged beside out_path; a killed conversion's folder is removed
+    # by the next export there.
+    with staging.staging_folder(os.path.dirname(os.path.abspath(out_path))) as tmp:
         saved_model_dir = write_numeric_saved_model(
             model, os.path.join(tmp, "numeric"), threshold, open_score, score_params
         )
@@ -85,10 +86,14 @@ def convert_onnx(
             opset=int(opset),
             tensors_to_rename=renames,
         )
-    names = sorted(o.name for o in model_proto.graph.output)
-    if names != sorted(NUMERIC_OUTPUTS):
-        raise RuntimeError(f"Unexpected ONNX outputs {names}; expected {sorted(NUMERIC_OUTPUTS)}.")
-    onnx.checker.check_model(model_proto)
-    graph.write_file_artifact(out_path, model_proto.SerializeToString(), metadata)
+        names = sorted(o.name for o in model_proto.graph.output)
+        if names != sorted(NUMERIC_OUTPUTS):
+            raise RuntimeError(
+                f"Unexpected ONNX outputs {names}; expected {sorted(NUMERIC_OUTPUTS)}."
+            )
+        onnx.checker.check_model(model_proto)
+        graph.write_file_artifact(
+            out_path, model_proto.SerializeToString(), metadata, staging_dir=tmp
+        )
     logging.info("Wrote %s (opset %d).", out_path, opset)
     return out_path

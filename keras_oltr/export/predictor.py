@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import glob
 import os
 import re
 
@@ -10,8 +11,11 @@ import tensorflow as tf
 
 from keras_oltr.data import transforms
 from keras_oltr.data.decode import MAX_PIXELS
+from keras_oltr.export.errors import ModelFileError
 from keras_oltr.export.metadata import NUMERIC_OUTPUTS, ExportMetadata, metadata_path
 from keras_oltr.open_scores import UNKNOWN_CLASS
+
+_FORMAT_NAMES = {"saved_model": "SavedModel", "tflite": "TFLite model", "onnx": "ONNX model"}
 
 
 def resolve_saved_model_dir(path):
@@ -21,6 +25,8 @@ def resolve_saved_model_dir(path):
     """
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
+    if any(os.path.isdir(os.path.join(path, d)) for d in ("variables", "assets.extra")):
+        check_saved_model_files(path)  # a version folder without its graph: names it
     versions = [d for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
     if not versions:
         raise ValueError(
@@ -38,6 +44,12 @@ class Predictor:
     version is taken), ``*.tflite`` a TFLite model (run with ai-edge-litert's
     interpreter through its signature runner), ``*.onnx`` an ONNX model (run with
     ONNX Runtime on the CPU).
+
+    Loading checks what a copied or received model can get wrong, each as a
+    `ModelFileError` naming the file at fault: a SavedModel's missing files (an
+    interrupted copy), a missing or damaged metadata file, metadata of another model
+    (format, input shape, number of classes, outputs), and a model file its runtime
+    cannot load. An empty batch gives empty outputs without running the model.
 
     Attributes:
         path: the artifact.
@@ -60,10 +72,27 @@ class Predictor:
             )
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"No model at {self.path}")
+        if self.format == "saved_model":
+            check_saved_model_files(self.path)
         self.metadata = ExportMetadata.read(metadata_path(self.path))
+        if self.metadata.format != self.format:
+            raise ModelFileError(
+                f"The metadata file {metadata_path(self.path)} describes a "
+                f"{self.metadata.format} model, but {self.path} is a {self.format} model: "
+                "the metadata file belongs to another model."
+            )
         # Artifacts written before "open_score" existed lack that output.
         self._outputs = [name for name in NUMERIC_OUTPUTS if name in self.metadata.outputs]
-        self._run = getattr(self, f"_load_{self.format}")(num_threads)
+        try:
+            self._run = getattr(self, f"_load_{self.format}")(num_threads)
+        except (ImportError, ModelFileError):
+            raise
+        except Exception as error:  # each runtime raises its own types (OpError, IndexError, ...)
+            message = _op_error_message(error)[:300] or type(error).__name__
+            raise ModelFileError(
+                f"Cannot load the {_FORMAT_NAMES[self.format]} {self.path}; it is damaged or "
+                f"incomplete (an interrupted copy?): {message}"
+            ) from None
 
     @property
     def image_shape(self):
@@ -76,8 +105,13 @@ class Predictor:
     def _load_saved_model(self, num_threads):
         del num_threads  # TensorFlow's thread pools are process-wide.
         loaded = tf.saved_model.load(self.path)
+        if "serving_default" not in loaded.signatures:
+            raise ModelFileError(f"The SavedModel {self.path} has no serving_default signature.")
         signature = loaded.signatures["serving_default"]
-        self._check_model_input(signature.structured_input_signature[1]["images"].shape)
+        self._check_model(
+            signature.structured_input_signature[1]["images"].shape,
+            {k: v.shape for k, v in signature.structured_outputs.items()},
+        )
 
         def run(images):
             outputs = signature(images=tf.constant(self.check_images(images)))
@@ -93,11 +127,14 @@ class Predictor:
         # Outputs by name through the signature runner: get_output_details() order is
         # not the signature's.
         runner = interpreter.get_signature_runner("serving_default")
-        self._check_model_input(runner.get_input_details()["images"]["shape_signature"])
+        self._check_model(
+            runner.get_input_details()["images"]["shape_signature"],
+            {k: v["shape_signature"] for k, v in runner.get_output_details().items()},
+        )
 
         def run(images):
             # The signature runner resizes its input to whatever it is given and then
-            # returns numbers for a wrongly shaped image, so the shape is checked here.
+            # returns numbers for a wrongly shaped image: the shape is checked first.
             outputs = runner(images=self.check_images(images))
             return {k: np.asarray(outputs[k]) for k in self._outputs}
 
@@ -110,14 +147,12 @@ class Predictor:
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
-        try:
-            session = ort.InferenceSession(
-                self.path, sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own, unexported, exception types
-            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            raise ValueError(f"Cannot load ONNX model {self.path}: {message}") from None
-        self._check_model_input(session.get_inputs()[0].shape)
+        session = ort.InferenceSession(
+            self.path, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._check_model(
+            session.get_inputs()[0].shape, {o.name: o.shape for o in session.get_outputs()}
+        )
 
         def run(images):
             values = session.run(self._outputs, {"images": self.check_images(images)})
@@ -125,14 +160,33 @@ class Predictor:
 
         return run
 
-    def _check_model_input(self, shape):
-        """Raises ValueError when the model's declared input disagrees with the metadata."""
-        dims = [d if isinstance(d, (int, np.integer)) and d > 0 else None for d in list(shape)]
+    def _check_model(self, input_shape, output_shapes):
+        """Raises ModelFileError when the model's graph disagrees with its metadata.
+
+        The input image shape, the number of classes of the logits and the output
+        names the metadata lists must all be the graph's.
+        """
+        where = metadata_path(self.path)
+        dims = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else None for d in input_shape]
         if len(dims) != 4 or tuple(dims[1:]) != self.image_shape:
-            raise ValueError(
-                f"The model in {self.path} takes images of shape {list(shape)}, but its "
-                f"metadata says [batch, {', '.join(map(str, self.image_shape))}]: the "
-                "metadata file belongs to another model."
+            shown = ", ".join("batch" if d is None else str(d) for d in dims)
+            raise ModelFileError(
+                f"The model in {self.path} takes images of shape [{shown}], but its "
+                f"metadata says [batch, {', '.join(map(str, self.image_shape))}] ({where}): "
+                "the metadata file belongs to another model."
+            )
+        missing = [name for name in self._outputs if name not in output_shapes]
+        if missing:
+            raise ModelFileError(
+                f"The model in {self.path} has no output {', '.join(missing)} that its "
+                f"metadata {where} lists: the metadata file belongs to another model."
+            )
+        logits = list(output_shapes["logits"])
+        if not logits or logits[-1] != self.metadata.num_classes:
+            raise ModelFileError(
+                f"The model in {self.path} has {logits[-1] if logits else '?'} classes, but its "
+                f"metadata {where} names {self.metadata.num_classes}: the metadata file "
+                "belongs to another model."
             )
 
     def check_images(self, images):
@@ -163,10 +217,47 @@ class Predictor:
             the threshold or non-finite outputs), and class_name (a list of str,
             "unknown" for -1).
         """
-        outputs = self._run(images)  # every runtime checks dtype and shape first
+        images = self.check_images(images)
+        if len(images) == 0:
+            # Runtimes fail inside on an empty batch (ONNX Runtime's Reshape, XNNPack):
+            # the answer is known without them.
+            outputs = self._empty_outputs()
+        else:
+            outputs = self._run(images)
         outputs["predicted_class"] = outputs["predicted_class"].astype(np.int64)
         outputs["class_name"] = [self.metadata.class_name(i) for i in outputs["predicted_class"]]
         return outputs
+
+    def _empty_outputs(self):
+        per_class = np.zeros((0, self.metadata.num_classes), np.float32)
+        outputs = {name: np.zeros((0,), np.float32) for name in self._outputs}
+        outputs.update(logits=per_class, probabilities=per_class.copy())
+        outputs["predicted_class"] = np.zeros((0,), np.int64)
+        return {name: outputs[name] for name in self._outputs}
+
+
+def check_saved_model_files(path):
+    """Raises ModelFileError naming the file that a SavedModel folder lacks.
+
+    An interrupted copy lacks the variables or some of their shards
+    (``variables.data-<i>-of-<n>``); TF's loader would say so in the terms of its
+    checkpoint reader. A truncated shard fails inside the loader, and the Predictor
+    reports that too as a ModelFileError.
+    """
+    variables = os.path.join(path, "variables")
+    shards = glob.glob(os.path.join(variables, "variables.data-?????-of-?????"))
+    totals = {int(name[-5:]) for name in shards if name[-5:].isdigit()} or {1}
+    required = [os.path.join(path, "saved_model.pb"), os.path.join(variables, "variables.index")]
+    for total in sorted(totals):
+        required += [
+            os.path.join(variables, f"variables.data-{i:05d}-of-{total:05d}") for i in range(total)
+        ]
+    for name in required:
+        if not os.path.isfile(name):
+            raise ModelFileError(
+                f"The SavedModel {path} is incomplete: {name} is missing (an interrupted "
+                "copy?). Copy the whole version folder again."
+            )
 
 
 def load_predictor(path, *, num_threads=None):

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import tempfile
 
 import keras
 import numpy as np
@@ -10,30 +9,18 @@ import tensorflow as tf
 from absl import logging
 
 from keras_oltr.data.decode import MAX_PIXELS
-from keras_oltr.export import graph
+from keras_oltr.export import graph, staging
 from keras_oltr.export.metadata import (
     NUMERIC_OUTPUTS,
     SAVED_MODEL_METADATA,
     UNKNOWN_CLASS_NAME,
 )
+from keras_oltr.runs.atomic import fault_point
 
 SERVING_DEFAULT = "serving_default"
 SERVE_ENCODED = "serve_encoded"
 CLASS_NAMES_ASSET = "class_names.txt"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-
-
-def _check_class_names(class_names, num_classes):
-    names = [str(n) for n in class_names]
-    if len(names) != num_classes:
-        raise ValueError(
-            f"`class_names` must name the model's {num_classes} classes. "
-            f"Received: len(class_names)={len(names)}"
-        )
-    bad = [n for n in names if not n or "\n" in n or "\r" in n]
-    if bad:
-        raise ValueError(f"Class names must be non-empty single lines. Received: {bad[:3]!r}")
-    return names
 
 
 def _class_table(class_file):
@@ -108,8 +95,9 @@ def export_saved_model(
     Writes ``<out_dir>/<model_name>/<version>/`` (saved_model.pb, variables/,
     assets/class_names.txt, assets.extra/oltr_export.json and, with `warmup`,
     assets.extra/tf_serving_warmup_requests). The version directory is written
-    under a temporary name and renamed at the end, so a running TF Serving never
-    loads a half-written version.
+    in a staging folder of ``<out_dir>/<model_name>/`` and renamed at the end, so a
+    running TF Serving never loads a half-written version; the staging folder of
+    a killed export is removed by the next export there (`keras_oltr.export.staging`).
 
     Signatures:
         serving_default: ``images`` float32 [batch, H, W, C], raw pixel values in
@@ -156,8 +144,7 @@ def export_saved_model(
     image_shape = graph.model_image_shape(model)
     threshold = graph.check_threshold(threshold, open_score)
     outputs_fn = graph.deployment_outputs_fn(model, threshold, open_score, score_params)
-    num_classes = int(model.output["logits"].shape[-1])
-    names = _check_class_names(class_names, num_classes)
+    names = graph.check_class_names(class_names, model)
     if not isinstance(version, int) or version < 1:
         raise ValueError(f"`version` must be a positive int. Received: version={version!r}")
     if not model_name or os.sep in model_name:
@@ -168,16 +155,15 @@ def export_saved_model(
         raise FileExistsError(
             f"{version_dir} exists; pick another --version or pass --overwrite (overwrite=True)."
         )
-    os.makedirs(model_dir, exist_ok=True)
-    # TF Serving only watches numeric directory names, so ".tmp-*" is invisible to it.
-    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
-    try:
+    # TF Serving only watches numeric directory names, so the staging folder is
+    # invisible to it; a killed export's is removed by the next one (`staging`).
+    with staging.staging_folder(model_dir) as tmp:
         # The asset keeps its file name inside assets/, so it is written under that name.
-        os.makedirs(os.path.join(staging, "classes"))
-        class_file = os.path.join(staging, "classes", CLASS_NAMES_ASSET)
+        os.makedirs(os.path.join(tmp, "classes"))
+        class_file = os.path.join(tmp, "classes", CLASS_NAMES_ASSET)
         with open(class_file, "w", encoding="utf-8") as f:
             f.write("\n".join(names) + "\n")
-        export_dir = os.path.join(staging, "export")
+        export_dir = os.path.join(tmp, "export")
         archive = _build_archive(model, image_shape, outputs_fn, class_file, max_pixels)
         archive.write_out(export_dir, verbose=False)
         metadata = graph.export_metadata(
@@ -195,11 +181,10 @@ def export_saved_model(
         metadata.write(os.path.join(export_dir, SAVED_MODEL_METADATA))
         if warmup:
             write_warmup_requests(export_dir, image_shape, model_name=model_name)
+        fault_point("export")  # the fault-injection tests' kill before the rename
         if os.path.exists(version_dir):
             shutil.rmtree(version_dir)
         os.replace(export_dir, version_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logging.info(
         "Exported SavedModel to %s (%s >= %.4g, %s).",
         version_dir,

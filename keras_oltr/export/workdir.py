@@ -4,14 +4,15 @@ The run layout itself (paths, config.json, metrics.json) is `keras_oltr.runs.Wor
 """
 
 import dataclasses
+import json
 
 import numpy as np
 
 from keras_oltr.data import get_dataset
 from keras_oltr.export.saved_model import export_saved_model
-from keras_oltr.models import load_stage_model
+from keras_oltr.models import check_model_matches, load_stage_model
 from keras_oltr.open_scores import MSP, PAPER_THRESHOLD
-from keras_oltr.runs import Workdir, check_stage
+from keras_oltr.runs import Workdir, WorkdirError, check_stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,22 @@ def get_workdir_dataset(config):
     return get_dataset(config["dataset"], **config.get("dataset_kwargs", {}))
 
 
+def _check_metrics_file(path, stage):
+    """Refuses a damaged metrics.json: ignoring it would export another decision rule."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise WorkdirError(
+            f"{path} is damaged ({reason}), so the open score and threshold chosen on "
+            f"validation are unknown: rerun the evaluation (oltr-evaluate --stage={stage}) "
+            "or pass --threshold."
+        ) from None
+
+
 def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
     """Loads the stage's ``{checkpoint}.keras`` with class names and threshold.
 
@@ -72,17 +89,26 @@ def load_workdir_model(workdir, *, stage=2, checkpoint="best", threshold=None):
 
     Raises:
         WorkdirError, CheckpointNotFoundError, CheckpointDamagedError: missing config,
-            missing or unreadable checkpoint.
+            missing or unreadable checkpoint, a damaged metrics.json (when the
+            threshold comes from it).
+        ConfigMismatchError: a model whose classes or input size are not the run's.
     """
     run = Workdir(workdir)
     stage = check_stage(stage)
     config = run.read_config_document()
     model = load_stage_model(run, stage, checkpoint)
     class_names = config.get("class_names")
-    if not class_names:
+    if not class_names:  # config.json of older runs: the dataset names the classes
         class_names = get_workdir_dataset(config).class_names
+        check_model_matches(
+            model,
+            run.model_path(stage, checkpoint),
+            class_names=class_names,
+            recorded_in=f"dataset {config['dataset']!r} of {run.config_path}",
+        )
     open_score, score_params, note = MSP, {}, ""
     if threshold is None:
+        _check_metrics_file(run.metrics_path(stage), stage)
         threshold, source = validation_threshold(workdir, stage)
         selection = run.threshold_selection(stage) if source != "default" else None
         if selection:
