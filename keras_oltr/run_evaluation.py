@@ -8,7 +8,7 @@ import os
 
 from keras_oltr.data import get_dataset
 from keras_oltr.evaluation import evaluate_model, format_results_table, results_row
-from keras_oltr.models import load_stage_model
+from keras_oltr.models import check_model_matches, load_stage_model
 from keras_oltr.open_scores import PAPER_THRESHOLD
 from keras_oltr.runs import (
     CHECKPOINTS,
@@ -32,7 +32,7 @@ def evaluate_stages(config, dataset, workdir, *, max_unreadable_fraction=0.01):
     rows = []
     for stage in STAGES:
         model = load_stage_model(workdir, stage, "best")
-        name = workdir.stage_name(stage)
+        name = workdir.stage_name(stage, config.method)
         with atomic_write(workdir.eval_dir(stage), fault="metrics") as tmp:
             metrics = evaluate_model(
                 model,
@@ -85,6 +85,14 @@ def evaluate_workdir(
     config = run.read_config_document()
     model = load_stage_model(run, stage, checkpoint)
     dataset = get_dataset(config["dataset"], **config.get("dataset_kwargs", {}))
+    # config.json of older runs records no classes or image size: the dataset does.
+    check_model_matches(
+        model,
+        run.model_path(stage, checkpoint),
+        class_names=dataset.class_names,
+        image_shape=(dataset.image_size, dataset.image_size, dataset.channels),
+        recorded_in=f"{run.config_path} (dataset {config['dataset']!r})",
+    )
     return evaluate_model(
         model,
         dataset,
@@ -92,7 +100,7 @@ def evaluate_workdir(
         threshold=threshold,
         convention=convention,
         batch_size=batch_size,
-        model_name=run.stage_name(stage),
+        model_name=run.stage_name(stage, config.get("method")),
         extra={
             "workdir": os.path.abspath(workdir),
             "checkpoint": run.model_path(stage, checkpoint),

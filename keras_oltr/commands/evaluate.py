@@ -21,10 +21,12 @@ from keras_oltr.evaluation.tables import (
     results_row,
 )
 from keras_oltr.run_evaluation import evaluate_workdir
-from keras_oltr.runs import WorkdirError
+from keras_oltr.runs import Workdir, WorkdirError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (holds config.json).")
-_STAGE = flags.DEFINE_enum("stage", "2", ["1", "2"], "1: plain model, 2: OLTR model.")
+_STAGE = flags.DEFINE_enum(
+    "stage", "2", ["1", "2"], "1: plain model, 2: the stage-2 method's model."
+)
 _CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Checkpoint to load.")
 _THRESHOLD = flags.DEFINE_float("threshold", 0.1, "Open-set rejection threshold on max prob.")
 _CONVENTION = flags.DEFINE_enum(
@@ -57,7 +59,8 @@ def main(argv):
         )
     except (WorkdirError, ValueError, OSError) as error:
         return print_error(error)
-    name = "plain" if stage == 1 else "oltr"
+    run_dir = Workdir(_WORKDIR.value)
+    name = run_dir.stage_name(stage, run_dir.read_config_document().get("method"))
     print(format_results_table([results_row(metrics, name)]))
     if metrics.open_scores is not None:
         print(f"\nOpen scores of {name} (test; the chosen one is marked):")

@@ -3,6 +3,8 @@
     python trainers/train.py                       # embedded mixed_mnist_lt benchmark
     python trainers/train.py --dataset=imagenet_lt --data_root=/data/imagenet
     python trainers/train.py --smoke               # seconds: tiny model, few steps
+    python trainers/train.py --method=crt          # another stage 2: crt, lws, tau_norm,
+                                                   # logit_adjust, balanced_softmax
 
     python trainers/train.py --config.stage2.epochs=60 --config.model.feature_dim=256
 
@@ -28,9 +30,9 @@ from keras_oltr.cli import exit_with_error, run
 from keras_oltr.config import leaf_fields, with_overrides
 from keras_oltr.data import dataset_builder, list_datasets
 from keras_oltr.data.registry import dataset_parameters, parse_dataset_args
-from keras_oltr.distribute import make_strategy
+from keras_oltr.distribute import describe_parallelism, make_strategy
 from keras_oltr.experiment import default_run_name, run_experiment
-from keras_oltr.methods import list_methods
+from keras_oltr.methods import configure_method, list_methods
 from keras_oltr.presets import get_preset, list_presets, smoke
 from keras_oltr.runs import Workdir
 from keras_oltr.training import TrainingError
@@ -62,7 +64,10 @@ flags.DEFINE_enum(
     "strategy",
     "auto",
     ["auto", "one_device", "mirrored", "multi_worker"],
-    "tf.distribute strategy.",
+    "Parallelism. auto: on TensorFlow MultiWorkerMirroredStrategy when TF_CONFIG names "
+    "several tasks, MirroredStrategy with several GPUs; on JAX keras.distribution."
+    "DataParallel over the local devices; on PyTorch one device. mirrored and "
+    "multi_worker are TensorFlow's.",
 )
 flags.DEFINE_bool("resume", True, "Resume from the workdir's checkpoints when present.")
 flags.DEFINE_bool("evaluate", True, "Evaluate both stages at the end of --stage=all.")
@@ -101,7 +106,11 @@ ALIASES = {
         "Where the ImageNet-family flip + colour jitter run: input_pipeline (host CPU), "
         "train_step (accelerator), or auto (train_step when there is a GPU/TPU).",
     ),
-    "method": (("method",), f"The stage-2 long-tail method, one of {', '.join(list_methods())}."),
+    "method": (
+        ("method",),
+        f"The stage-2 long-tail method, one of {', '.join(list_methods())}; it brings its "
+        "own stage-2 schedule (the --stage2_* flags change it).",
+    ),
 }
 CONFIG_PREFIX = "config."
 # Set on the command line through the flags above, not as config fields.
@@ -172,9 +181,12 @@ def resolve_config():
             "Received: data_root=None"
         )
     config = dataclasses.replace(config, dataset=FLAGS.dataset, dataset_kwargs=kwargs)
+    overrides = config_overrides()
+    # The method's own stage-2 schedule first, so that the overrides change it.
+    config = configure_method(config, overrides.get("method", config.method))
     if FLAGS.smoke:
         config = smoke(config)
-    config = with_overrides(config, config_overrides())  # validates every value
+    config = with_overrides(config, overrides)  # validates every value
     return dataclasses.replace(config, name=default_run_name(config))
 
 
@@ -210,10 +222,9 @@ def main(argv):
         return
     try:
         logging.info(
-            "Keras backend %s; strategy %s with %d replica(s); workdir %s",
+            "Keras backend %s; %s; workdir %s",
             keras.backend.backend(),
-            type(strategy).__name__,
-            strategy.num_replicas_in_sync,
+            describe_parallelism(strategy),
             os.path.abspath(workdir),
         )
         summary = run_experiment(

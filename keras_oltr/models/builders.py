@@ -4,10 +4,13 @@ import keras
 import numpy as np
 
 from keras_oltr.layers._validation import check_positive_float, check_positive_int
+from keras_oltr.layers.class_scale import ClassScale
 from keras_oltr.layers.cosine_classifier import CosineClassifier
+from keras_oltr.layers.logit_adjustment import LogitAdjustment
 from keras_oltr.layers.meta_embedding import MetaEmbedding
 from keras_oltr.layers.modulated_attention import ModulatedAttention
 from keras_oltr.layers.nearest_neighbour_score import NearestNeighbourScore
+from keras_oltr.layers.tau_normalised_dense import TauNormalisedDense
 from keras_oltr.models.backbones import get_backbone
 from keras_oltr.models.oltr_model import OLTRModel
 
@@ -20,20 +23,49 @@ def _check_input_shape(input_shape):
     return tuple(input_shape)
 
 
+# The classifier heads of the plain architecture (stage 1 and the decoupling methods).
+PLAIN_HEADS = ("linear", "scaled_linear", "tau_normalised", "adjusted_linear")
+
+
 def build_plain_model(
-    num_classes, input_shape, backbone="resnet10", backbone_options=None, name="plain_model"
+    num_classes,
+    input_shape,
+    backbone="resnet10",
+    backbone_options=None,
+    name="plain_model",
+    *,
+    head="linear",
+    tau=1.0,
 ):
-    """Stage 1: backbone + global average pool + Dense(K) with bias.
+    """Stage 1: backbone + global average pool + Dense(K) with bias, or a variant head.
+
+    Args:
+        head: "linear" (Dense(K) with bias: stage 1, cRT, Balanced Softmax);
+            "scaled_linear" (the Dense, then a learnable per-class `ClassScale`: LWS);
+            "tau_normalised" (`TauNormalisedDense` with ``tau``: tau-norm);
+            "adjusted_linear" (the Dense, then `LogitAdjustment` with ``tau``).
+            The classifier layer is named "classifier" in every variant.
+        tau: of the "tau_normalised" and "adjusted_linear" heads.
 
     Returns an OLTRModel whose outputs are a dict: "logits", "probabilities" and
     "direct_feature" (the pooled feature).
     """
     num_classes = check_positive_int("num_classes", num_classes)
     input_shape = _check_input_shape(input_shape)
+    if head not in PLAIN_HEADS:
+        raise ValueError(f"`head` must be one of {PLAIN_HEADS}. Received: head={head!r}")
     images = keras.Input(input_shape, name="images")
     feature_map = get_backbone(backbone, input_shape, **(backbone_options or {}))(images)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool", dtype="float32")(feature_map)
-    logits = keras.layers.Dense(num_classes, name="classifier", dtype="float32")(pooled)
+    if head == "tau_normalised":
+        classifier = TauNormalisedDense(num_classes, tau, name="classifier", dtype="float32")
+    else:
+        classifier = keras.layers.Dense(num_classes, name="classifier", dtype="float32")
+    logits = classifier(pooled)
+    if head == "scaled_linear":
+        logits = ClassScale(name="class_scale", dtype="float32")(logits)
+    elif head == "adjusted_linear":
+        logits = LogitAdjustment(tau, name="logit_adjustment", dtype="float32")(logits)
     probabilities = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
     outputs = {"logits": logits, "probabilities": probabilities, "direct_feature": pooled}
     return OLTRModel(images, outputs, name=name)
@@ -109,6 +141,38 @@ def build_oltr_model(
     return model
 
 
+def _copy_backbone(model, stage1_model):
+    source, target = stage1_model.get_layer("backbone"), model.get_layer("backbone")
+    if [w.shape for w in source.get_weights()] != [w.shape for w in target.get_weights()]:
+        raise ValueError(
+            "The stage-1 backbone does not match the stage-2 backbone (different "
+            "architecture, width or input shape)."
+        )
+    return lambda: target.set_weights(source.get_weights())
+
+
+def init_plain_from_stage1(model, stage1_model, *, classifier=True):
+    """Copies the stage-1 backbone (and, with ``classifier``, its W and b) into ``model``.
+
+    ``model`` is a `build_plain_model` of any head; a "tau_normalised" classifier
+    takes W alone (tau-normalisation drops the bias). With ``classifier=False`` the
+    classifier keeps its fresh initialisation (cRT).
+    """
+    copy_backbone = _copy_backbone(model, stage1_model)
+    kernel, bias = stage1_model.get_layer("classifier").get_weights()
+    target = model.get_layer("classifier")
+    if classifier and tuple(target.kernel.shape) != kernel.shape:
+        raise ValueError(
+            "The stage-1 classifier does not match the stage-2 one. Received: stage1 "
+            f"classifier kernel shape={kernel.shape}, stage 2={tuple(target.kernel.shape)}"
+        )
+    copy_backbone()  # only once both checks passed
+    if classifier and isinstance(target, TauNormalisedDense):
+        target.set_kernel(kernel)
+    elif classifier:
+        target.set_weights([kernel, bias])
+
+
 def init_from_stage1(oltr_model, stage1_model):
     """Copies the stage-1 backbone and initialises the hallucinator from its classifier."""
     source, target = stage1_model.get_layer("backbone"), oltr_model.get_layer("backbone")
@@ -131,18 +195,21 @@ def init_from_stage1(oltr_model, stage1_model):
     hallucinator.set_weights([kernel, bias])
 
 
-def with_nearest_neighbour_score(model, bank, k=1, name=None):
+def with_nearest_neighbour_score(model, bank, k=1, name=None, bank_dtype="float32"):
     """`model` with one more output, "knn_similarity": the NearestNeighbourScore.
 
     The score is the cosine similarity of the direct feature to its k-th nearest
     feature in `bank` (training features, e.g. `train_feature_bank`); the new model
-    shares every layer and weight of `model` and adds the bank as a non-trainable
-    weight, so evaluation and every export compute the same score.
+    shares every layer and weight of `model` and adds the bank as non-trainable
+    weights (stored as `bank_dtype`), so evaluation and every export compute the
+    same score.
     """
-    bank = np.asarray(bank, dtype="float32")
+    bank = np.asarray(bank)
     if "direct_feature" not in model.output:
         raise ValueError("The model must return a 'direct_feature' output.")
-    layer = NearestNeighbourScore(len(bank), k=k, name="nearest_neighbour_score")
+    layer = NearestNeighbourScore(
+        len(bank), k=k, bank_dtype=bank_dtype, name="nearest_neighbour_score"
+    )
     outputs = dict(model.output)
     outputs["knn_similarity"] = layer(outputs["direct_feature"])
     layer.set_bank(bank)

@@ -15,7 +15,6 @@ from absl import logging
 
 from keras_oltr.distribute import worker_info
 from keras_oltr.runs import (
-    STAGE_NAMES,
     Workdir,
     read_state,
     restore_training_state,
@@ -76,7 +75,8 @@ def train_stage(
     Keras prints "Epoch 7/20" for epoch 7 of 20: one `fit` covers the stage, started
     at the resumed epoch (`initial_epoch`); a resume in the middle of an epoch first
     finishes that epoch in a `fit` of its own. A stage of 0 epochs does not train:
-    its initial model is saved as best.keras and latest.keras.
+    its initial model is saved as best.keras, latest.keras and the checkpoint (a method
+    that does not train, e.g. tau-normalisation, writes the same files as any other).
 
     Returns the stage's state dict (steps, best validation accuracy and epoch,
     per-epoch history).
@@ -104,11 +104,10 @@ def train_stage(
         save_training_state(mine.checkpoint_dir(stage), model, model.optimizer, current)
 
     if stage_config.epochs == 0:
-        logging.warning(
-            "Stage %d has 0 epochs: its initial model is saved as best and latest.", stage
-        )
+        logging.info("Stage %d has 0 epochs: its initial model is saved as best and latest.", stage)
         state["best_epoch"] = 0
         save_best()
+        save_checkpoint(dict(state))
     first_epoch = state["global_step"] // steps
     progress = StageProgress(
         stage,
@@ -126,7 +125,7 @@ def train_stage(
         logging.info(
             "Stage %d (%s): epochs %d-%d of %d",
             stage,
-            STAGE_NAMES[stage],
+            workdir.stage_name(stage, config.method),
             first_epoch + 1,
             stage_config.epochs,
             stage_config.epochs,
