@@ -7,7 +7,7 @@ Importing this package registers the built-in datasets; build one by name::
     train = ds.train_dataset(128, epoch=0, seed=0, sampler="class_aware")
 """
 
-# Imported for their registrations: imagenet_lt, places_lt (imagenet_places_lt),
+# Imported for their registrations: imagenet_lt, places_lt, ms1m_lt (imagenet_places_lt),
 # custom, cifar10_lt, cifar100_lt (cifar_lt), mixed_mnist_lt and mixed_mnist_lt_b.
 from keras_oltr.data import cifar_lt, custom, imagenet_places_lt, mixed_mnist_lt  # noqa: F401
 from keras_oltr.data.array_dataset import ArrayDataset

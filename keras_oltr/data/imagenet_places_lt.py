@@ -1,7 +1,8 @@
-"""The OLTR benchmarks ImageNet-LT and Places-LT (Liu et al. 2019), from their split files.
+"""The OLTR benchmarks ImageNet-LT, Places-LT and MS1M-LT (Liu et al. 2019), from split files.
 
-Registered as `imagenet_lt` and `places_lt`: each reads `{prefix}_{split}.txt` split
-files (`ImageNet_LT_train.txt`, ...) into a `SplitFileDataset`.
+Registered as `imagenet_lt`, `places_lt` and `ms1m_lt`: each reads
+`{prefix}_{split}.txt` split files (`ImageNet_LT_train.txt`, ...) into a
+`SplitFileDataset`.
 """
 
 from __future__ import annotations
@@ -86,6 +87,43 @@ def places_lt(
         data_root,
         split_dir,
         365,
+        class_names_file,
+        image_size=image_size,
+        **kwargs,
+    )
+
+
+@register_dataset("ms1m_lt")
+def ms1m_lt(
+    *,
+    data_root: str = "data/MS1M",
+    split_dir: str = "data/MS1M_LT",
+    image_size: int = 112,
+    class_names_file: str | None = None,
+    **kwargs,
+) -> SplitFileDataset:
+    """MS1M-LT (Liu et al. 2019): 74,500 identities, MS1M_LT_{train,val,test,open}.txt.
+
+    The paper samples about 887.5K train images of 74.5K identities from MS1M-ArcFace
+    (each identity's images with a probability proportional to its image count) and
+    releases no split files, so they are the user's (`make_splits` writes them in
+    this format); open images are identities outside the 74,500 (label -1). Nothing
+    is downloaded.
+
+    Args:
+        data_root: folder the relative paths start from (the extracted MS1M images).
+        split_dir: folder holding the split files.
+        image_size: model input size; 112, the side of MS1M-ArcFace's aligned face
+            crops (the paper does not state its input size; 112 avoids upsampling).
+        class_names_file: optional file with 74,500 identity names, one per line.
+        **kwargs: further `SplitFileDataset` arguments (e.g. check_files).
+    """
+    return _official(
+        "MS1M_LT",
+        "ms1m_lt",
+        data_root,
+        split_dir,
+        74_500,
         class_names_file,
         image_size=image_size,
         **kwargs,
