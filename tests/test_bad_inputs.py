@@ -77,6 +77,27 @@ def _no_val(lines):
     del lines["val"]
 
 
+def _one_class(lines):
+    for rows in lines.values():
+        rows[:] = [r.rsplit(" ", 1)[0] + " 0" for r in rows]
+
+
+def _unreadable_class(tmp_path):
+    args = _custom(tmp_path)
+    for i in range(2, 6):  # every train image of class 2: a truncated PNG
+        (tmp_path / "img" / "c2" / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return args
+
+
+def _not_text(tmp_path):
+    args = _custom(tmp_path)
+    train = tmp_path / "my_train.txt"
+    rows = train.read_bytes().split(b"\n")
+    rows[1] = b"c0/caf\xe9.png 0"  # Latin-1, not UTF-8
+    train.write_bytes(b"\n".join(rows))
+    return args
+
+
 def _existing_run(tmp_path):
     import dataclasses
 
@@ -108,6 +129,9 @@ CASES = [
         ["my_test.txt:4", "two splits"],
     ),
     ("no_val", lambda t: _custom(t, _no_val), ["no val split", "--dataset_arg=val"]),
+    ("one_class", lambda t: _custom(t, _one_class), ["my_train.txt", "fewer than two"]),
+    ("unreadable_class", _unreadable_class, ["my_train.txt: class 2", "all unreadable"]),
+    ("split_not_text", _not_text, ["my_train.txt:2", "not UTF-8 text"]),
     (
         "missing_data_root",
         lambda t: ["--dataset=imagenet_lt", f"--data_root={t / 'nope'}"],

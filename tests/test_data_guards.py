@@ -157,7 +157,12 @@ def test_max_pixels_is_a_dataset_argument(tmp_path, bomb):
     root, train = _tree(tmp_path)
     with pytest.raises(ValueError, match="8x8 pixels by its header, more than max_pixels=63"):
         custom(data_root=str(root), train=train, max_pixels=63)  # 8x8 = 64 pixels: probe
-    ds = custom(data_root=str(root), train=train, max_pixels=63, image_size=8, channels=3)
+    # Every image of both classes over budget: refused before training, class named.
+    with pytest.raises(SplitFileError, match=r"(?s)all unreadable.*class 0 .*max_pixels=63"):
+        custom(data_root=str(root), train=train, max_pixels=63, image_size=8, channels=3)
+    ds = custom(
+        data_root=str(root), train=train, max_pixels=63, image_size=8, channels=3, check_files=False
+    )
     assert ds.max_pixels == 63
     assert list(ds.eval_dataset("train", 8).as_numpy_iterator()) == []
     assert ds.num_unreadable == 6

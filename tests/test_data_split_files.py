@@ -1,5 +1,6 @@
 """Tests for SplitFileDataset on a small image tree written by the test."""
 
+import codecs
 import os
 
 import numpy as np
@@ -8,6 +9,7 @@ from absl import logging
 from PIL import Image
 
 from keras_oltr import colour_jitter, data, deferred_resize
+from keras_oltr.data import data_root, split_file_parser
 
 # (PIL mode, extension) cycled over the images: every decoder path is exercised.
 MODES = [
@@ -174,13 +176,110 @@ def test_every_bad_split_case_in_one_error(tree, tmp_path):
 
 
 def test_error_quotes_a_sample_and_counts_all(tree, tmp_path):
+    """200k missing images: one bounded message with the count, in a couple of seconds."""
+    import time
+
     root, _, _ = tree
-    text = "".join(f"c0/missing{i}.jpg 0\n" for i in range(25)) + "c0/img 0.jpg 0\n"
+    n = 200_000
+    # c0 exists (listed once), c9 does not, and a few folders of one file each (lstat).
+    text = "".join(f"c{9 * (i % 2)}/missing{i}.jpg 0\n" for i in range(n))
+    text += "".join(f"few{i}/x.jpg 0\n" for i in range(5)) + "c0/img 0.jpg 0\n"
     split = _write_files(tmp_path, root, text)
-    with pytest.raises(data.SplitFileError, match="missing image files: 25 in all") as info:
+    start = time.perf_counter()
+    with pytest.raises(data.SplitFileError, match="missing image files: 200,005 in all") as info:
         data.SplitFileDataset(data_root=root, split_files=split)
-    assert "... and 15 more" in str(info.value)
-    assert len(info.value.problems["missing"]) == 25
+    seconds = time.perf_counter() - start
+    message = str(info.value)
+    assert "... and 199,985 more" in message and len(message) < 20 * 200
+    assert info.value.counts["missing"] == n + 5
+    assert len(info.value.problems["missing"]) == split_file_parser.MAX_QUOTED
+    assert "Bad_train.txt:1: c0/missing0.jpg not found" in message
+    assert seconds < 20, seconds  # about 2 s on a quiet 2-core machine
+
+
+def test_split_files_with_a_byte_order_mark_read_as_plain_utf8(tree, tmp_path):
+    root, files, _ = tree
+    text = open(files["train"], encoding="utf-8").read()
+    plain = data.SplitFileDataset(data_root=root, split_files=files)
+    boms = {
+        "utf-8-sig": b"",  # the codec writes its mark itself
+        "utf-16-le": codecs.BOM_UTF16_LE,
+        "utf-16-be": codecs.BOM_UTF16_BE,
+        "utf-32-le": codecs.BOM_UTF32_LE,
+        "utf-32-be": codecs.BOM_UTF32_BE,
+    }
+    for encoding, bom in boms.items():
+        path = tmp_path / f"{encoding}_train.txt"
+        path.write_bytes(bom + text.replace("\n", "\r\n").encode(encoding))
+        ds = data.SplitFileDataset(data_root=root, split_files={**files, "train": str(path)})
+        np.testing.assert_array_equal(ds.split_paths("train"), plain.split_paths("train"))
+        np.testing.assert_array_equal(ds.split_labels("train"), plain.split_labels("train"))
+    names = tmp_path / "names.txt"
+    names.write_bytes(codecs.BOM_UTF16_LE + "cat\ndog\nfox\n".encode("utf-16-le"))
+    assert split_file_parser.read_class_names(str(names)) == ("cat", "dog", "fox")
+
+
+def test_split_files_that_are_not_text_name_the_file_and_line(tree, tmp_path):
+    root, files, _ = tree
+    lines = open(files["train"], encoding="utf-8").read().splitlines()
+    cases = {
+        # Latin-1 on line 2: every other line still reads.
+        "latin1": ("\n".join([lines[0], "c0/caf\xe9.jpg 0", *lines[2:]]) + "\n").encode("latin-1"),
+        "utf16_no_bom": ("\n".join(lines) + "\n").encode("utf-16-le"),
+        "utf16_odd_bytes": codecs.BOM_UTF16_LE + ("\n".join(lines)).encode("utf-16-le") + b"x",
+    }
+    expected = {
+        "latin1": "latin1_train.txt:2: not UTF-8 text (byte 0xe9",
+        "utf16_no_bom": "utf16_no_bom_train.txt:1: holds NUL characters",
+        "utf16_odd_bytes": f"utf16_odd_bytes_train.txt:{len(lines)}: not UTF-16 text",
+    }
+    for case, raw in cases.items():
+        path = tmp_path / f"{case}_train.txt"
+        path.write_bytes(raw)
+        with pytest.raises(data.SplitFileError, match="not text") as info:
+            data.SplitFileDataset(data_root=root, split_files={**files, "train": str(path)})
+        assert expected[case] in str(info.value), str(info.value)
+        assert set(info.value.problems) <= {"encoding", "empty_split", "empty_class"}
+    names = tmp_path / "names.txt"
+    names.write_bytes(b"cat\n\xffdog\n")
+    with pytest.raises(ValueError, match=r"names.txt, line 2: not UTF-8 text"):
+        split_file_parser.read_class_names(str(names))
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_listing_a_folder_once_agrees_with_one_check_per_file(tmp_path):
+    """check_paths (folders listed once) against DataRoot.check of each path."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "big").mkdir(parents=True)
+    (root / "small").mkdir()
+    outside.mkdir()
+    (outside / "o.png").write_bytes(b"x")
+    rels = []
+    for folder, count in (("big", data_root.SCAN_MIN_FILES + 4), ("small", 3)):
+        for i in range(count):
+            (root / folder / f"{i}.png").write_bytes(b"x")
+            rels.append(f"{folder}/{i}.png")
+        (root / folder / "dir.png").mkdir()
+        os.symlink(outside / "o.png", root / folder / "out.png")
+        os.symlink(root / folder / "0.png", root / folder / "in.png")
+        os.symlink(tmp_path / "nowhere.png", root / folder / "dangling.png")
+        rels += [f"{folder}/{n}.png" for n in ("dir", "out", "in", "dangling", "gone")]
+    os.symlink(outside, root / "away")
+    rels += [f"away/{n}" for n in ["o.png"] * 1 + [f"{i}.png" for i in range(20)]]
+    rels += [f"none/{i}.png" for i in range(20)]
+    paths = [os.path.join(root, r) for r in rels]
+    for root_ in (data_root.DataRoot(str(root)), None):
+        got = {i: status for i, status, _ in data_root.check_paths(paths, root_)}
+        for i, path in enumerate(paths):
+            if root_ is not None:
+                want = root_.check(path)[0]
+            else:
+                want = "file" if os.path.isfile(path) else "missing"
+            assert got.get(i, "file") == want, (rels[i], root_)
+    checked = data_root.check_paths(paths, data_root.DataRoot(str(root)))
+    statuses = {rels[i]: s for i, s, _ in checked}
+    assert statuses["big/out.png"] == "outside" and statuses["away/o.png"] == "outside"
+    assert statuses["big/dir.png"] == "missing" and "big/in.png" not in statuses
 
 
 def test_open_file_with_known_labels_is_rejected(tree, tmp_path):
@@ -340,3 +439,29 @@ def test_deferred_resize_gives_the_same_eval_batches(tree):
     assert not ds.can_defer_resize
     x, _ = next(iter(ds.eval_dataset("test", 3, defer_resize=True)))
     assert x.shape == (3, 32, 32, 3)  # a plain image batch
+
+
+def test_degenerate_datasets_are_refused_with_the_class_named(tree, tmp_path):
+    root, files, _ = tree
+    lines = open(files["train"], encoding="utf-8").read().splitlines()
+    # One class only (every label 0), as a split file and as arrays.
+    one = _write_files(tmp_path, root, "".join(r.rsplit(" ", 1)[0] + " 0\n" for r in lines))
+    with pytest.raises(data.SplitFileError, match="fewer than two known classes.*Bad_train"):
+        data.SplitFileDataset(data_root=root, split_files=one)
+    images = np.zeros((4, 8, 8, 1), np.uint8)
+    arrays = {s: (images, np.zeros(4, int)) for s in ("train", "val", "test")}
+    with pytest.raises(ValueError, match="1 known class"):
+        data.ArrayDataset(arrays, class_names=["a"])
+    with pytest.raises(ValueError, match=r"class 1 \(b\) has no train image"):
+        data.ArrayDataset(arrays, class_names=["a", "b"])
+    # Every train image of class 1 unreadable (corrupt): refused, class and reason named.
+    for rel in [r.rsplit(" ", 1)[0] for r in lines if r.endswith(" 1")]:
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(data.SplitFileError, match="all unreadable") as info:
+        data.SplitFileDataset(data_root=root, split_files=files)
+    (message,) = info.value.problems["unreadable_class"]
+    assert message.startswith("Toy_train.txt: class 1 (1), none of its 4 image(s)")
+    assert "corrupt or truncated" in message
+    # Without check_files nothing is decoded while loading: the pipeline skips them.
+    data.SplitFileDataset(data_root=root, split_files=files, check_files=False)

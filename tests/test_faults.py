@@ -303,3 +303,97 @@ def test_ctrl_c_is_one_line_exit_130_and_resumable(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from step" in resumed.stderr
+
+
+def test_a_full_disk_keeps_the_old_file_and_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from keras_oltr.runs import WriteFailedError, checkpoint, write_text_atomic
+
+    path = tmp_path / "metrics.json"
+    path.write_text("old")
+    for code, words in ((errno.ENOSPC, "no space left on device"), (errno.EIO, "could not")):
+
+        def full(tmp, *args, code=code):
+            raise OSError(code, os.strerror(code), tmp)
+
+        monkeypatch.setattr("keras_oltr.runs.atomic.fsync_tree", full)
+        with pytest.raises(WriteFailedError, match=rf"{words}.* while writing {path}") as info:
+            write_text_atomic(str(path), "new")
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+        assert path.read_text() == "old" and not list(tmp_path.glob(".tmp-*"))
+    monkeypatch.undo()
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), verbose=0)
+    ckpt = str(tmp_path / "checkpoint")
+    checkpoint.save_training_state(ckpt, model, model.optimizer, {"global_step": 1})
+    saved = model.get_weights()
+    model.fit(np.ones((4, 2)), np.zeros((4, 1)), verbose=0)
+
+    def half_written(file, **values):
+        with open(file, "wb") as f:
+            f.write(b"PK\0")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file)
+
+    monkeypatch.setattr(checkpoint.np, "savez", half_written)
+    with pytest.raises(WriteFailedError, match=f"no space left on device while writing {ckpt}"):
+        checkpoint.save_training_state(ckpt, model, model.optimizer, {"global_step": 2})
+    monkeypatch.undo()
+    assert checkpoint.read_state(ckpt)["global_step"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    checkpoint.restore_training_state(ckpt, model, model.optimizer)
+    for a, b in zip(model.get_weights(), saved, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# Runs the trainer with np.savez of the checkpoint failing as a full disk does, from
+# its FAIL_AT-th call on (after writing half a file).
+_FULL_DISK_TRAINER = """
+import errno, os, sys
+import numpy
+from keras_oltr.runs import checkpoint
+
+class FullDisk:
+    calls = 0
+    def __getattr__(self, name):
+        return getattr(numpy, name)
+    def savez(self, file, **values):
+        FullDisk.calls += 1
+        if FullDisk.calls >= int(os.environ["FAIL_AT"]):
+            with open(file, "wb") as f:
+                f.write(b"PK")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file)
+        return numpy.savez(file, **values)
+
+checkpoint.np = FullDisk()
+from keras_oltr.commands.train import console_main
+sys.argv = ["train.py", *sys.argv[1:]]
+console_main()
+"""
+
+
+@pytest.mark.slow
+def test_disk_full_at_a_checkpoint_is_one_line_exit_2_and_resumes(tmp_path):
+    args = [*COMMON, f"--workdir={tmp_path}", "--stage=1", "--noevaluate"]
+    result = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_TRAINER, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, "FAIL_AT": "3"},
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    ckpt = tmp_path / "stage1" / "checkpoint"
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"no space left on device while writing {ckpt}" in errors[0]
+    from keras_oltr.runs import read_state
+
+    assert read_state(str(ckpt))["global_step"] == 2  # steps 1 and 2 were written
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+    resumed = _train(tmp_path, "--stage=1", "--noevaluate")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step 2" in resumed.stderr

@@ -43,7 +43,8 @@ class LongTailDataset(abc.ABC):
         class_names: one name per known class; its length is `num_classes`.
         image_size: height = width of the images the model sees.
         channels: 1 (gray) or 3 (RGB).
-        train_labels: int array `[N_train]` of known labels `0..K-1`.
+        train_labels: int array `[N_train]` of known labels `0..K-1`, every class at
+            least once (K >= 2: fewer classes, or a class without images, is refused).
         horizontal_flip: whether a horizontal flip is a valid augmentation
             (False for digits, whose mirror image is not a digit).
         augmentation: `"imagenet"` (RandomResizedCrop + flip + colour jitter) or
@@ -96,6 +97,19 @@ class LongTailDataset(abc.ABC):
                 f"min={train_labels.min()}, max={train_labels.max()}"
             )
         self.train_labels = train_labels.astype(np.int64)
+        # A degenerate dataset trains and reports perfect scores or wrong counts.
+        if self.num_classes < 2:
+            raise ValueError(
+                f"Dataset {self.name!r} has {self.num_classes} known class; open long-tailed "
+                f"recognition needs at least two. Received: class_names={self.class_names}"
+            )
+        empty = np.flatnonzero(self.train_counts == 0)
+        if empty.size:
+            raise ValueError(
+                f"Dataset {self.name!r}: class {empty[0]} ({self.class_names[empty[0]]}) has "
+                f"no train image ({empty.size} class(es) have none); every known class needs "
+                "at least one."
+            )
 
     # ----------------------------------------------------------------- metadata
 

@@ -17,13 +17,9 @@ import tensorflow as tf
 from absl import logging
 
 from keras_oltr.data import decode
+from keras_oltr.data.data_root import DataRoot, escapes_data_root
 from keras_oltr.data.registry import register_dataset
-from keras_oltr.data.split_file_parser import (
-    DataRoot,
-    escapes_data_root,
-    read_class_names,
-    read_split_file,
-)
+from keras_oltr.data.split_file_parser import read_class_names, read_split_file
 from keras_oltr.data.split_files import SplitFileDataset
 
 # Images read to infer the size and channels of a custom dataset.

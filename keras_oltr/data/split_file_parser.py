@@ -2,33 +2,31 @@
 
 A split file has one `relative/path label` line per image (open-set files use
 label -1), e.g. `ImageNet_LT_train.txt`; a class-names file has one name per line.
-`read_split_file` parses one split file and collects its problems; everything wrong
-with a set of split files is raised as ONE `SplitFileError` that names the file and
-line numbers, so that a long run never starts on broken splits.
-
-Confinement: a split-file path must stay under `data_root` twice over. Its text
-must not leave it (`escapes_data_root`: absolute or `..` paths), and neither may
-the file it names once symbolic links are resolved (`DataRoot`: a link inside
-`data_root` to `/etc/passwd` or to an image elsewhere would otherwise be read).
-Resolution costs one `lstat` per file (which replaces the existence check's
-`stat`, see `DataRoot.check`) plus one `realpath` per distinct folder and per
-file that is itself a link, so a million-line split file stays as fast as
-before. It is a guard against mistaken or received split trees, not a sandbox:
-a link swapped in after loading is caught only where images are opened lazily.
+Both are UTF-8 text, or UTF-16/UTF-32 with a byte-order mark (a UTF-8 mark is
+stripped too, `text_lines`); a line that is not text is a problem naming the file
+and line. `read_split_file` parses one split file and collects its problems;
+everything wrong with a set of split files is raised as ONE `SplitFileError`
+that names the file and line numbers, so that a long run never starts on broken
+splits. Problems are collected up to `MAX_QUOTED` per kind and counted beyond,
+so a split file of a million bad lines gives a message of twenty. Where the
+listed paths lead (confinement to data_root, existence) is `data_root.py`.
 """
 
 from __future__ import annotations
 
+import codecs
 import collections
 import os
-import stat
 from collections.abc import Mapping
-from concurrent import futures
 
-# Offending lines quoted per kind of problem in a SplitFileError.
-MAX_QUOTED = 10
+# Problems kept (and quoted) per kind in a SplitFileError; beyond it they are only
+# counted, so a split file of a million bad lines costs no more than one of twenty.
+MAX_QUOTED = 20
 
 PROBLEM_KINDS = {
+    "encoding": (
+        "lines that are not text (split files are UTF-8, or UTF-16/UTF-32 with a byte-order mark)"
+    ),
     "malformed": "malformed lines (expected `relative/path label`)",
     "duplicate": "duplicate images",
     "label": "labels out of range",
@@ -40,145 +38,181 @@ PROBLEM_KINDS = {
     "overlap": "images listed in two splits",
     "empty_split": "split files without images",
     "empty_class": "classes with zero train images",
+    "classes": "fewer than two known classes (open long-tailed recognition needs two)",
+    "unreadable_class": "classes whose train images are all unreadable",
 }
+
+# Byte-order marks and the codec that strips them (UTF-32 LE before UTF-16 LE,
+# whose mark is its prefix). Without a mark a file is read as UTF-8.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+class Problems:
+    """Problems of split files by kind: the first `MAX_QUOTED` messages and a count.
+
+    Memory stays bounded whatever the number of problems.
+    """
+
+    def __init__(self):
+        self.quoted: dict[str, list[str]] = collections.defaultdict(list)
+        self.counts: collections.Counter = collections.Counter()
+
+    def add(self, kind: str, message: str) -> None:
+        self.counts[kind] += 1
+        if len(self.quoted[kind]) < MAX_QUOTED:
+            self.quoted[kind].append(message)
+
+    def update(self, other: Problems) -> None:
+        """Adds the problems of `other` (its quoted messages first)."""
+        for kind, count in other.counts.items():
+            quoted = other.quoted[kind]
+            room = MAX_QUOTED - len(self.quoted[kind])
+            self.quoted[kind].extend(quoted[: max(room, 0)])
+            self.counts[kind] += count
+
+    def __bool__(self) -> bool:
+        return bool(+self.counts)
 
 
 class SplitFileError(ValueError):
-    """Invalid split files: lists every kind of problem with file and line numbers.
+    """Invalid split files: every kind of problem, with file and line numbers.
 
     Attributes:
-        problems: `{kind: [message, ...]}` with one message per offending line (or
-            class), kinds from `PROBLEM_KINDS`.
+        problems: `{kind: [message, ...]}`, the first `MAX_QUOTED` messages of each
+            kind (one per offending line or class), kinds from `PROBLEM_KINDS`.
+        counts: `{kind: number of problems}`, all of them.
     """
 
-    def __init__(self, problems: Mapping[str, list[str]]):
-        self.problems = {k: list(v) for k, v in problems.items() if v}
-        total = sum(len(v) for v in self.problems.values())
+    def __init__(self, problems: Problems | Mapping[str, list[str]]):
+        if not isinstance(problems, Problems):
+            collected = Problems()
+            for kind, messages in problems.items():
+                for message in messages:
+                    collected.add(kind, message)
+            problems = collected
+        self.counts = {k: n for k, n in problems.counts.items() if n}
+        self.problems = {k: list(problems.quoted[k]) for k in self.counts}
+        total = sum(self.counts.values())
         if total == 1:  # one problem, one line
             (kind, (message,)), *_ = self.problems.items()
             super().__init__(f"Invalid split files: {PROBLEM_KINDS[kind]}: {message}")
             return
-        lines = [f"Invalid split files: {total} problem(s)."]
+        lines = [f"Invalid split files: {total:,} problem(s)."]
         for kind, messages in self.problems.items():
-            lines.append(f"{PROBLEM_KINDS[kind]}: {len(messages)} in all")
-            lines.extend(f"  {m}" for m in messages[:MAX_QUOTED])
-            if len(messages) > MAX_QUOTED:
-                lines.append(f"  ... and {len(messages) - MAX_QUOTED} more")
+            lines.append(f"{PROBLEM_KINDS[kind]}: {self.counts[kind]:,} in all")
+            lines.extend(f"  {m}" for m in messages)
+            if self.counts[kind] > len(messages):
+                lines.append(f"  ... and {self.counts[kind] - len(messages):,} more")
         super().__init__("\n".join(lines))
 
 
+def text_lines(path: str):
+    """Yields `(line number, text, problem)` for each line of a text file.
+
+    The encoding follows the byte-order mark: UTF-8 (with or without one), UTF-16
+    or UTF-32 (LE or BE); the mark is stripped. A line that does not decode, or
+    holds a NUL character (a UTF-16 file without its mark looks like that), gives
+    `text=None` and a problem in words; in UTF-16/32 the first such line ends the
+    file. Lines are split at "\\n"; a "\\r" before it is left to the caller's strip.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    encoding = next((codec for bom, codec in _BOMS if data.startswith(bom)), "utf-8-sig")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        if encoding == "utf-8-sig":  # UTF-8 decodes line by line: name every bad line
+            yield from _utf8_lines(data)
+            return
+        lines = data[: error.start].decode(encoding, errors="replace").split("\n")
+        yield from _checked(enumerate(lines[:-1], start=1), has_nul=True)
+        yield len(lines), None, f"not {encoding.upper()} text ({error.reason})"
+        return
+    del data
+    yield from _checked(enumerate(text.split("\n"), start=1), has_nul="\0" in text)
+
+
+def _utf8_lines(data: bytes):
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            byte = error.object[error.start : error.start + 1].hex()
+            yield lineno, None, f"not UTF-8 text (byte 0x{byte} at offset {error.start})"
+            continue
+        yield from _checked(((lineno, line),), has_nul="\0" in line)
+
+
+def _checked(numbered, has_nul: bool):
+    if not has_nul:
+        for lineno, line in numbered:
+            yield lineno, line, None
+        return
+    for lineno, line in numbered:
+        if "\0" in line:
+            yield lineno, None, "holds NUL characters (UTF-16 without a byte-order mark?)"
+        else:
+            yield lineno, line, None
+
+
 def read_split_file(path: str):
-    """Parses a split file.
+    """Parses a split file (UTF-8, or UTF-16/UTF-32 with a byte-order mark).
 
     Returns:
         `(entries, problems)`: entries is a list of `(line_number, relative_path,
-        label)` for the well-formed lines; problems maps "malformed" and
-        "duplicate" to messages naming the file and line. Blank lines are ignored.
+        label)` for the well-formed lines; problems (`Problems`) holds "encoding",
+        "malformed" and "duplicate" messages naming the file and line. Blank lines
+        are ignored.
     """
-    entries, problems = [], collections.defaultdict(list)
+    entries, problems = [], Problems()
     seen: dict[str, int] = {}
     name = os.path.basename(path)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            parts = text.rsplit(maxsplit=1)  # paths may contain spaces, labels may not
-            try:
-                if len(parts) != 2:
-                    raise ValueError
-                label = int(parts[1])
-            except ValueError:
-                problems["malformed"].append(f"{name}:{lineno}: {text[:80]!r}")
-                continue
-            rel = parts[0]
-            if rel in seen:
-                problems["duplicate"].append(
-                    f"{name}:{lineno}: {rel} (first listed on line {seen[rel]})"
-                )
-                continue
-            seen[rel] = lineno
-            entries.append((lineno, rel, label))
+    for lineno, line, problem in text_lines(path):
+        if problem is not None:
+            problems.add("encoding", f"{name}:{lineno}: {problem}")
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        parts = text.rsplit(maxsplit=1)  # paths may contain spaces, labels may not
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            label = int(parts[1])
+        except ValueError:
+            problems.add("malformed", f"{name}:{lineno}: {text[:80]!r}")
+            continue
+        rel = parts[0]
+        if rel in seen:
+            problems.add("duplicate", f"{name}:{lineno}: {rel} (first listed on line {seen[rel]})")
+            continue
+        seen[rel] = lineno
+        entries.append((lineno, rel, label))
     return entries, problems
 
 
-def escapes_data_root(rel: str) -> bool:
-    """Whether a split-file path leaves the data root (absolute, or `..` upwards)."""
-    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or os.path.splitdrive(rel)[0]:
-        return True
-    norm = os.path.normpath(rel)
-    return norm == ".." or norm.startswith(".." + os.sep)
-
-
-class DataRoot:
-    """Where paths under a data root lead once symbolic links are resolved.
-
-    `check(path)` says whether `path` (data_root joined with a relative path) is
-    a file, is missing, or resolves outside the root (`os.path.realpath` of the
-    file vs that of the root). Folders are resolved once each and cached, so a
-    file that is not itself a link costs a single `lstat`. Thread-safe enough for
-    a thread pool (the cache only ever gains equal values).
-    """
-
-    def __init__(self, data_root: str):
-        self.root = os.path.realpath(data_root)
-        self._prefix = self.root.rstrip(os.sep) + os.sep
-        self._folders: dict[str, str] = {}
-
-    def inside(self, real: str) -> bool:
-        """Whether the resolved path `real` is the root or lies under it."""
-        return real == self.root or real.startswith(self._prefix)
-
-    def _unfollowed(self, path: str) -> str:
-        # The real folder (cached) joined with the last component, left unresolved.
-        folder, name = os.path.split(path)
-        if name in ("", ".", ".."):
-            return os.path.realpath(path)
-        real = self._folders.get(folder)
-        if real is None:
-            real = self._folders[folder] = os.path.realpath(folder)
-        return os.path.join(real, name)
-
-    def check(self, path: str) -> tuple[str, str]:
-        """`(status, resolved path)`, status "file", "missing" or "outside".
-
-        "outside" wins over "missing": a link that leaves the root is refused
-        whether or not its target exists.
-        """
-        real = self._unfollowed(path)
-        try:
-            mode = os.lstat(real).st_mode
-        except OSError:
-            return ("missing" if self.inside(real) else "outside"), real
-        if stat.S_ISLNK(mode):
-            real = os.path.realpath(real)
-            try:
-                mode = os.stat(real).st_mode
-            except OSError:
-                mode = 0
-        if not self.inside(real):
-            return "outside", real
-        return ("file" if stat.S_ISREG(mode) else "missing"), real
-
-
-def check_paths(paths: list[str], root: DataRoot | None) -> list[tuple[str, str]]:
-    """`(status, resolved path)` per path (`DataRoot.check`; links unchecked without root)."""
-
-    def one(path):
-        if root is not None:
-            return root.check(path)
-        return ("file" if os.path.isfile(path) else "missing"), path
-
-    # Thread pool: stat() latency dominates on network file systems.
-    with futures.ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(one, paths, chunksize=256))
-
-
 def read_class_names(path: str | None):
-    """Names from a class-names file, one per line (blank lines skipped); None for None."""
+    """Names from a class-names file, one per line (blank lines skipped); None for None.
+
+    Encoded as split files are (`text_lines`); a line that is not text is a
+    ValueError naming the file and line.
+    """
     if path is None:
         return None
     if not os.path.isfile(path):
         raise ValueError(f"Class names file not found. Received: class_names_file={path!r}")
-    with open(path, encoding="utf-8") as f:
-        return tuple(line.strip() for line in f if line.strip())
+    names = []
+    for lineno, line, problem in text_lines(path):
+        if problem is not None:
+            raise ValueError(f"Class names file {path}, line {lineno}: {problem}.")
+        if line.strip():
+            names.append(line.strip())
+    return tuple(names)

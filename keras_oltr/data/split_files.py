@@ -32,14 +32,9 @@ from absl import logging
 
 from keras_oltr import colour_jitter, deferred_resize
 from keras_oltr.data import augment, base, decode, split_names
-from keras_oltr.data.split_file_parser import (
-    MAX_QUOTED,
-    DataRoot,
-    SplitFileError,
-    check_paths,
-    escapes_data_root,
-    read_split_file,
-)
+from keras_oltr.data.data_root import DataRoot, check_paths, escapes_data_root, joiner, normal_path
+from keras_oltr.data.readable import unreadable_classes
+from keras_oltr.data.split_file_parser import MAX_QUOTED, Problems, SplitFileError, read_split_file
 
 SPLIT_OVERLAP = ("warn", "error")
 
@@ -63,7 +58,8 @@ class SplitFileDataset(base.LongTailDataset):
         channels: 1 or 3; every image is converted to it while decoding.
         horizontal_flip: whether flipping is a valid augmentation.
         augmentation: see `LongTailDataset`.
-        check_files: check that every listed image exists while loading.
+        check_files: check while loading that every listed image exists and that
+            every class has a train image that decodes (`readable.py`).
         allow_outside_data_root: accept absolute paths, `..` paths and symbolic
             links that leave `data_root` (rejected by default: a received split
             file or image tree must not make the trainer read arbitrary files).
@@ -74,8 +70,9 @@ class SplitFileDataset(base.LongTailDataset):
 
     Raises:
         ValueError: `data_root` or a split file does not exist.
-        SplitFileError: malformed or duplicate lines, labels out of range, missing
-            images, or classes without train images (all collected in one error).
+        SplitFileError: lines that are not text, malformed or duplicate lines,
+            labels out of range, missing images, fewer than two classes, or classes
+            without (readable) train images (all collected in one error).
 
     Caching: nothing is cached. Decoded ImageNet-size images do not fit in memory,
     and training crops are random, so only encoded bytes could be cached, which
@@ -121,15 +118,16 @@ class SplitFileDataset(base.LongTailDataset):
         if int(max_pixels) < 1:
             raise ValueError(f"`max_pixels` must be positive. Received: max_pixels={max_pixels}")
         self.max_pixels = int(max_pixels)
+        decoding = {"channels": channels, "max_pixels": self.max_pixels}
         self.data_root = data_root
         root = None if allow_outside_data_root else DataRoot(data_root)
+        join = joiner(data_root)
         self.split_files = dict(split_files)
-        problems = collections.defaultdict(list)
+        problems = Problems()
         parsed = {}
         for split, path in self.split_files.items():
             entries, file_problems = read_split_file(path)
-            for kind, messages in file_problems.items():
-                problems[kind].extend(messages)
+            problems.update(file_problems)
             parsed[split] = entries
 
         if class_names is not None:
@@ -143,9 +141,10 @@ class SplitFileDataset(base.LongTailDataset):
         train_name = os.path.basename(self.split_files["train"])
         for split, entries in parsed.items():
             if not entries and split == "train":
-                problems["empty_split"].append(
+                problems.add(
+                    "empty_split",
                     f"{os.path.basename(self.split_files[split])}: no `relative/path label` "
-                    f"lines (the {split} split is empty)"
+                    f"lines (the {split} split is empty)",
                 )
         if num_classes is None:
             # Every class needs a train image, so there are at most as many classes as
@@ -158,16 +157,19 @@ class SplitFileDataset(base.LongTailDataset):
         if not allow_outside_data_root:
             for split, entries in parsed.items():
                 fname = os.path.basename(self.split_files[split])
-                for lineno, rel, _ in entries:
-                    if escapes_data_root(rel):
-                        problems["outside"].append(f"{fname}:{lineno}: {rel}")
-                parsed[split] = [e for e in entries if not escapes_data_root(e[1])]
+                kept = []
+                for entry in entries:
+                    if escapes_data_root(entry[1]):
+                        problems.add("outside", f"{fname}:{entry[0]}: {entry[1]}")
+                    else:
+                        kept.append(entry)
+                parsed[split] = kept
         first_split: dict[str, tuple[str, int]] = {}
         overlaps = []
         for split, entries in parsed.items():
             fname = os.path.basename(self.split_files[split])
             for lineno, rel, _ in entries:
-                key = os.path.normpath(rel)
+                key = normal_path(rel)
                 if key in first_split and first_split[key][0] != split:
                     other, other_line = first_split[key]
                     overlaps.append(
@@ -177,7 +179,8 @@ class SplitFileDataset(base.LongTailDataset):
                 else:
                     first_split.setdefault(key, (split, lineno))
         if overlaps and split_overlap == "error":
-            problems["overlap"].extend(overlaps)
+            for overlap in overlaps:
+                problems.add("overlap", overlap)
         elif overlaps:
             logging.warning(
                 "%d image(s) are listed in two splits (pass split_overlap='error' to refuse): %s",
@@ -197,30 +200,42 @@ class SplitFileDataset(base.LongTailDataset):
                     continue  # the empty train file is the problem, not this label
                 if not ok:
                     expected = "-1" if is_open else f"0..{num_classes - 1}"
-                    problems["label"].append(
-                        f"{fname}:{lineno}: label {label}, expected {expected} ({rel})"
+                    problems.add(
+                        "label", f"{fname}:{lineno}: label {label}, expected {expected} ({rel})"
                     )
                     continue
                 kept.append((lineno, rel, label))
-            full = [os.path.join(data_root, rel) for _, rel, _ in kept]
+            full = [join(rel) for _, rel, _ in kept]
             if check_files and full:
-                checked = zip(kept, check_paths(full, root), strict=True)
-                for (lineno, rel, _), (status, real) in checked:
+                for index, status, real in check_paths(full, root):
+                    lineno, rel, _ = kept[index]
                     if status == "missing":
-                        problems["missing"].append(
-                            f"{fname}:{lineno}: {rel} not found under {data_root}"
-                        )
-                    elif status == "outside":
-                        problems["outside"].append(
-                            f"{fname}:{lineno}: {rel} (resolves to {real} through a symbolic link)"
+                        message = f"{fname}:{lineno}: {rel} not found under {data_root}"
+                        problems.add("missing", message)
+                    else:
+                        problems.add(
+                            "outside",
+                            f"{fname}:{lineno}: {rel} (resolves to {real} through a symbolic link)",
                         )
             self._paths[split] = np.array(full, dtype=object)
             self._labels[split] = np.array([y for _, _, y in kept], dtype=np.int64)
 
         counts = np.bincount(self._labels["train"], minlength=num_classes)
         for c in np.flatnonzero(counts == 0 if parsed["train"] else []):
-            problems["empty_class"].append(f"{train_name}: class {c} ({class_names[c]})")
-        if any(problems.values()):
+            problems.add("empty_class", f"{train_name}: class {c} ({class_names[c]})")
+        if parsed["train"] and num_classes < 2:
+            problems.add("classes", f"{train_name}: {num_classes} class ({class_names[0]})")
+        self._root = root
+        if check_files and not problems:  # a class whose images all fail would vanish
+            for c, n, path in unreadable_classes(
+                self._paths["train"], self._labels["train"], num_classes, **decoding
+            ):
+                problems.add(
+                    "unreadable_class",
+                    f"{train_name}: class {c} ({class_names[c]}), none of its {n} image(s) "
+                    f"(the first: {path}, {self._why_unreadable(path)})",
+                )
+        if problems:
             raise SplitFileError(problems)
 
         super().__init__(
@@ -234,7 +249,6 @@ class SplitFileDataset(base.LongTailDataset):
         )
         self._unreadable: collections.Counter = collections.Counter()
         self._reasons: dict[str, str] = {}
-        self._root = root
         # Without check_files, links are checked where images are read.
         self._lazy_root = None if check_files else root
         logging.info("%s", self.describe())

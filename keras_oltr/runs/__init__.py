@@ -11,6 +11,7 @@ from keras_oltr.runs.errors import (
     CheckpointNotFoundError,
     ConfigMismatchError,
     WorkdirError,
+    WriteFailedError,
 )
 from keras_oltr.runs.lock import WorkdirInUseError, WorkdirLock
 from keras_oltr.runs.workdir import CHECKPOINTS, STAGE_NAMES, STAGES, Workdir, check_stage
@@ -26,6 +27,7 @@ __all__ = [
     "WorkdirError",
     "WorkdirInUseError",
     "WorkdirLock",
+    "WriteFailedError",
     "atomic_write",
     "check_stage",
     "read_state",

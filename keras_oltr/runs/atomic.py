@@ -9,10 +9,13 @@ first) time it reaches that point of an artefact write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
 import uuid
+
+from keras_oltr.runs.errors import WriteFailedError
 
 TMP_PREFIX = ".tmp-"
 FAULT_ENV = "KERAS_OLTR_FAULT"
@@ -59,6 +62,25 @@ def fsync_tree(path: str) -> None:
         fsync_dir(root)
 
 
+_WHY = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system",
+}
+
+
+def write_failed(error: OSError, path: str) -> WriteFailedError:
+    """The one-line error for an OSError while writing `path` (disk full, ...)."""
+    code = error.errno
+    if code is None and "No space left on device" in str(error):  # (h5py's wording)
+        code = errno.ENOSPC
+    why = _WHY.get(code) or f"could not write ({error.strerror or error})"
+    return WriteFailedError(
+        f"{why} while writing {path}; what was written before is kept (the last "
+        "checkpoint stays valid): make room and rerun the same command to resume"
+    )
+
+
 def tmp_path_for(path: str) -> str:
     """A unique temporary name beside `path` that keeps its extension."""
     folder, name = os.path.split(os.path.abspath(path))
@@ -70,13 +92,14 @@ def atomic_write(path: str, *, fault: str | None = None):
     """Yields a temporary path; on success it is fsynced and renamed to `path`.
 
     Works for files and folders (a folder at `path` is replaced as a whole). On an
-    exception the temporary is removed and `path` is left as it was. `fault` names
+    exception the temporary is removed and `path` is left as it was; an OSError
+    (disk full, quota, I/O) is raised as one `WriteFailedError` naming `path`. `fault` names
     the write point for `fault_point` (hit after the temporary is written, before the
     rename, the moment a crash used to leave a truncated file).
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = tmp_path_for(path)
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         yield tmp
         fsync_tree(tmp)
         if fault:
@@ -89,11 +112,19 @@ def atomic_write(path: str, *, fault: str | None = None):
         else:
             os.replace(tmp, path)
         fsync_dir(os.path.dirname(os.path.abspath(path)))
+    except OSError as error:  # a full disk: one line, not a chain of tracebacks
+        raise write_failed(error, path) from None
     finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
-            os.remove(tmp)
+        remove_quietly(tmp)
+
+
+def remove_quietly(path: str) -> None:
+    """Removes a file or folder if it exists; errors are ignored (clean-up only)."""
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def write_text_atomic(path: str, text: str, *, fault: str | None = None) -> None:

@@ -16,7 +16,7 @@ import shutil
 import numpy as np
 from absl import logging
 
-from keras_oltr.runs.atomic import fault_point, fsync_dir, fsync_tree, tmp_path_for
+from keras_oltr.runs.atomic import fault_point, fsync_dir, fsync_tree, tmp_path_for, write_failed
 from keras_oltr.runs.errors import CheckpointDamagedError
 
 STATE_FILE = "state.json"
@@ -30,9 +30,9 @@ def save_training_state(directory, model, optimizer, state):
 
     Files are fsynced before the renames, so after a crash the folder holds either
     the old or the new complete checkpoint (or only .prev, which `read_state` uses).
+    An OSError (disk full, ...) is one `WriteFailedError` naming the folder.
     """
     parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
     tmp = tmp_path_for(directory)
     try:
         os.makedirs(tmp)
@@ -49,6 +49,8 @@ def save_training_state(directory, model, optimizer, state):
             os.rename(directory, previous)
         os.rename(tmp, directory)
         fsync_dir(parent)
+    except OSError as error:  # disk full: the previous checkpoint stays as it was
+        raise write_failed(error, directory) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -15,3 +15,7 @@ class CheckpointDamagedError(WorkdirError):
 
 class ConfigMismatchError(WorkdirError):
     """The workdir holds a run with another configuration."""
+
+
+class WriteFailedError(WorkdirError):
+    """An artefact could not be written (disk full, quota, I/O error); the old one is kept."""
