@@ -214,6 +214,15 @@ def test_split_files_with_a_byte_order_mark_read_as_plain_utf8(tree, tmp_path):
         ds = data.SplitFileDataset(data_root=root, split_files={**files, "train": str(path)})
         np.testing.assert_array_equal(ds.split_paths("train"), plain.split_paths("train"))
         np.testing.assert_array_equal(ds.split_labels("train"), plain.split_labels("train"))
+    for ending in ("\r", "\r\n"):  # old Mac and Windows line ends, also in a bad file
+        path = tmp_path / "line_ends_train.txt"
+        path.write_bytes(text.replace("\n", ending).encode("utf-8"))
+        ds = data.SplitFileDataset(data_root=root, split_files={**files, "train": str(path)})
+        np.testing.assert_array_equal(ds.split_labels("train"), plain.split_labels("train"))
+        path.write_bytes((text.replace("\n", ending) + "caf\xe9 0" + ending).encode("latin-1"))
+        entries, problems = split_file_parser.read_split_file(str(path))
+        assert len(entries) == len(plain.split_labels("train"))
+        assert problems.quoted["encoding"][0].startswith(f"line_ends_train.txt:{len(entries) + 1}:")
     names = tmp_path / "names.txt"
     names.write_bytes(codecs.BOM_UTF16_LE + "cat\ndog\nfox\n".encode("utf-16-le"))
     assert split_file_parser.read_class_names(str(names)) == ("cat", "dog", "fox")

@@ -119,7 +119,7 @@ def text_lines(path: str):
     or UTF-32 (LE or BE); the mark is stripped. A line that does not decode, or
     holds a NUL character (a UTF-16 file without its mark looks like that), gives
     `text=None` and a problem in words; in UTF-16/32 the first such line ends the
-    file. Lines are split at "\\n"; a "\\r" before it is left to the caller's strip.
+    file. Lines end at "\\n", "\\r\\n" or a lone "\\r" (old Mac files).
     """
     with open(path, "rb") as f:
         data = f.read()
@@ -135,10 +135,14 @@ def text_lines(path: str):
         yield len(lines), None, f"not {encoding.upper()} text ({error.reason})"
         return
     del data
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     yield from _checked(enumerate(text.split("\n"), start=1), has_nul="\0" in text)
 
 
 def _utf8_lines(data: bytes):
+    if b"\r" in data:  # 0x0d is never part of a multi-byte UTF-8 sequence
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
