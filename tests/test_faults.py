@@ -281,8 +281,15 @@ def test_ctrl_c_is_one_line_exit_130_and_resumable(tmp_path):
 
     args = [sys.executable, TRAIN, "--smoke", "--verbose=0", "--checkpoint_every_steps=1"]
     args.append(f"--workdir={tmp_path}")
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it so:
+    # give the trainer the default disposition, as a terminal's foreground job has.
     process = subprocess.Popen(
-        args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        args,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 240
     while not (tmp_path / "stage1" / "checkpoint").exists() and time.time() < deadline:
