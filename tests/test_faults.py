@@ -279,24 +279,29 @@ def test_ctrl_c_is_one_line_exit_130_and_resumable(tmp_path):
     import signal
     import time
 
+    workdir = tmp_path / "run"
     args = [sys.executable, TRAIN, "--smoke", "--verbose=0", "--checkpoint_every_steps=1"]
-    args.append(f"--workdir={tmp_path}")
-    # A shell starts background jobs with SIGINT ignored, and Python then keeps it so:
-    # give the trainer the default disposition, as a terminal's foreground job has.
-    process = subprocess.Popen(
-        args,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    args.append(f"--workdir={workdir}")
+    # stderr goes to a file: a pipe nobody reads while the run is polled fills up and
+    # blocks the trainer. The trainer gets SIGINT's default disposition (a job started
+    # in the background by a shell without job control has it ignored).
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            args,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     deadline = time.time() + 240
-    while not (tmp_path / "stage1" / "checkpoint").exists() and time.time() < deadline:
+    while not (workdir / "stage1" / "checkpoint").exists() and time.time() < deadline:
         time.sleep(0.2)
+    assert process.poll() is None, "the run ended before its first checkpoint was seen"
     process.send_signal(signal.SIGINT)
     sent = time.time()
-    _, err = process.communicate(timeout=120)
+    process.wait(timeout=120)
+    err = log.read_text()
     assert process.returncode == 130, err[-2000:]
     assert time.time() - sent < 10, "Ctrl-C took too long"
     errors = [line for line in err.splitlines() if line.startswith("error:")]
