@@ -91,6 +91,21 @@ def _save_untrained(context, model, name, tau, accuracies):
     return state | {"tau": tau, "val_accuracy_per_tau": accuracies}
 
 
+def _plain_from_stage1(context, stage1, name, head, tau):
+    """The plain model with ``head`` (and ``tau``), its weights from stage 1."""
+    with context.strategy.scope():
+        model = build_plain_model(
+            context.dataset.num_classes,
+            context.input_shape,
+            **context.model_kwargs(),
+            name=f"{name}_model",
+            head=head,
+            tau=tau,
+        )
+        init_plain_from_stage1(model, stage1)
+    return model
+
+
 def _stage1_and_validation(context):
     stage1 = context.stage1_model()
     features, logits, labels = validation_outputs(
@@ -107,16 +122,7 @@ def tau_norm(context):
     tau, accuracies = choose_tau(
         TAU_NORM_GRID, lambda t: tau_norm_logits(features, kernel, t), labels
     )
-    with context.strategy.scope():
-        model = build_plain_model(
-            context.dataset.num_classes,
-            context.input_shape,
-            **context.model_kwargs(),
-            name="tau_norm_model",
-            head="tau_normalised",
-            tau=tau,
-        )
-        init_plain_from_stage1(model, stage1)
+    model = _plain_from_stage1(context, stage1, "tau_norm", "tau_normalised", tau)
     return _save_untrained(context, model, "tau_norm", tau, accuracies)
 
 
@@ -126,15 +132,7 @@ def logit_adjust(context):
     stage1, _, logits, labels = _stage1_and_validation(context)
     log_prior = log_class_prior(context.dataset.train_counts)
     tau, accuracies = choose_tau(LOGIT_ADJUST_GRID, lambda t: logits - t * log_prior, labels)
+    model = _plain_from_stage1(context, stage1, "logit_adjust", "adjusted_linear", tau)
     with context.strategy.scope():
-        model = build_plain_model(
-            context.dataset.num_classes,
-            context.input_shape,
-            **context.model_kwargs(),
-            name="logit_adjust_model",
-            head="adjusted_linear",
-            tau=tau,
-        )
-        init_plain_from_stage1(model, stage1)
         model.get_layer("logit_adjustment").set_log_prior(log_prior)
     return _save_untrained(context, model, "logit_adjust", tau, accuracies)
