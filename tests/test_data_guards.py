@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from keras_oltr import data
-from keras_oltr.data import decode
+from keras_oltr.data import decode, readable
 from keras_oltr.data.custom import custom
 from keras_oltr.data.split_file_parser import SplitFileError
 
@@ -169,3 +169,70 @@ def test_max_pixels_is_a_dataset_argument(tmp_path, bomb):
     assert all("max_pixels=63" in why for why in ds.unreadable_reasons.values())
     with pytest.raises(tf.errors.InvalidArgumentError, match="too large"):
         decode.decode_image(tf.constant(bomb), 3)
+
+
+def _classes_of_files(root, contents_by_class):
+    """Writes c{k}/{i}.png with the given bytes; returns (paths, labels) in file order."""
+    paths, labels = [], []
+    for label, contents in enumerate(contents_by_class):
+        (root / f"c{label}").mkdir(parents=True)
+        for i, data_bytes in enumerate(contents):
+            path = root / f"c{label}" / f"{i}.png"
+            path.write_bytes(data_bytes)
+            paths.append(str(path))
+            labels.append(label)
+    return np.array(paths, dtype=object), np.array(labels)
+
+
+def test_readability_check_tries_at_most_max_tries_images_per_class(tmp_path, monkeypatch):
+    tries = []
+    original = readable._reader
+
+    def counting_reader(channels, max_pixels):
+        check = original(channels, max_pixels)
+        return lambda path: tries.append(path) or check(path)
+
+    monkeypatch.setattr(readable, "_reader", counting_reader)
+    empty, good = b"", _png(7)
+    # class 0: 20 empty files then a good one (refused: the first 16 fail);
+    # class 1: 3 empty then good (kept); class 2: 2 files, both empty (refused).
+    paths, labels = _classes_of_files(
+        tmp_path, [[empty] * 20 + [good], [empty] * 3 + [good], [empty] * 2]
+    )
+    refused, checked = readable.unreadable_classes(paths, labels, 3, channels=3, max_pixels=10**6)
+    assert checked == 3
+    assert [(u.label, u.images, u.tried) for u in refused] == [
+        (0, 21, readable.MAX_TRIES),
+        (2, 2, 2),
+    ]
+    assert refused[0].first == paths[0]
+    assert len(tries) == readable.MAX_TRIES + 4 + 2
+
+
+def test_readability_check_stops_after_the_block_that_reaches_stop_after(tmp_path, monkeypatch):
+    monkeypatch.setattr(readable, "BLOCK", 3)
+    paths, labels = _classes_of_files(tmp_path, [[b""]] * 10)
+    refused, checked = readable.unreadable_classes(
+        paths, labels, 10, channels=3, max_pixels=10**6, stop_after=4
+    )
+    assert checked == 6 and [u.label for u in refused] == list(range(6))
+    everything, checked = readable.unreadable_classes(
+        paths, labels, 10, channels=3, max_pixels=10**6
+    )
+    assert checked == 10 and len(everything) == 10
+
+
+def test_a_split_of_empty_files_is_refused_after_a_bounded_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(readable, "BLOCK", 8)
+    root = tmp_path / "img"
+    paths, _ = _classes_of_files(root, [[b""] * 30] * 40)
+    train = tmp_path / "my_train.txt"
+    train.write_text(
+        "".join(f"{os.path.relpath(p, root)} {i // 30}\n" for i, p in enumerate(paths))
+    )
+    with pytest.raises(SplitFileError) as info:
+        custom(data_root=str(root), train=str(train), image_size=8, channels=3)
+    message = str(info.value)
+    assert "none of the first 16 of its 30 images" in message
+    assert "classes 24..39 not checked after 24 unreadable classes in classes 0..23" in message
+    assert info.value.counts == {"unreadable_class": 24, "unchecked_classes": 1}

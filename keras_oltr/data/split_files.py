@@ -227,13 +227,24 @@ class SplitFileDataset(base.LongTailDataset):
             problems.add("classes", f"{train_name}: {num_classes} class ({class_names[0]})")
         self._root = root
         if check_files and not problems:  # a class whose images all fail would vanish
-            for c, n, path in unreadable_classes(
-                self._paths["train"], self._labels["train"], num_classes, **decoding
-            ):
+            refused, checked = unreadable_classes(
+                self._paths["train"],
+                self._labels["train"],
+                num_classes,
+                stop_after=MAX_QUOTED,
+                **decoding,
+            )
+            for u in refused:
                 problems.add(
                     "unreadable_class",
-                    f"{train_name}: class {c} ({class_names[c]}), none of its {n} image(s) "
-                    f"(the first: {path}, {self._why_unreadable(path)})",
+                    f"{train_name}: class {u.label} ({class_names[u.label]}), none of {u.which} "
+                    f"(the first: {u.first}, {self._why_unreadable(u.first)})",
+                )
+            if checked < num_classes:
+                problems.add(
+                    "unchecked_classes",
+                    f"{train_name}: classes {checked}..{num_classes - 1} not checked after "
+                    f"{len(refused)} unreadable classes in classes 0..{checked - 1}",
                 )
         if problems:
             raise SplitFileError(problems)
