@@ -4,7 +4,7 @@ One stage 1 is trained once (on a tiny in-memory long-tailed dataset) and copied
 into each method's workdir, as `benchmarks/quality.py` does. Each method's
 transformation is checked against a numpy formula written here, the frozen parts
 byte for byte, tau's validation choice, the SavedModel's parity with the Keras model,
-and a cRT stage 2 killed mid-way resumes to the uninterrupted run's weights.
+and every method's stage 2 killed mid-way resumes to the uninterrupted run's weights.
 """
 
 import dataclasses
@@ -300,30 +300,46 @@ class _Killed(Exception):
     pass
 
 
-def test_crt_resumes_after_a_kill_to_the_same_weights(stage1, runs, tmp_path, monkeypatch):
-    from keras_oltr.runs import checkpoint
+# (method, write point, its hit that is killed): the trained methods at their third
+# step checkpoint, the post-hoc ones (no training) where they write their model.
+KILLS = (
+    ("crt", "checkpoint", 3),
+    ("lws", "checkpoint", 3),
+    ("balanced_softmax", "checkpoint", 3),
+    ("tau_norm", "best", 1),
+    ("logit_adjust", "latest", 1),
+)
+
+
+@pytest.mark.parametrize("method, point, hit", KILLS, ids=[k[0] for k in KILLS])
+def test_a_method_resumes_after_a_kill_to_the_same_weights(
+    method, point, hit, stage1, runs, tmp_path, monkeypatch
+):
+    from keras_oltr.runs import atomic, checkpoint
 
     hits = []
 
-    def kill_at_third_checkpoint(name):
-        if name == "checkpoint":
+    def kill(name):
+        if name == point:
             hits.append(name)
-            if len(hits) == 3:
-                raise _Killed()  # after the temporary folder is written, before the rename
+            if len(hits) == hit:
+                raise _Killed()  # after the temporary is written, before the rename
 
-    monkeypatch.setattr(checkpoint, "fault_point", kill_at_third_checkpoint)
-    root = str(tmp_path / "crt")
+    monkeypatch.setattr(checkpoint, "fault_point", kill)
+    monkeypatch.setattr(atomic, "fault_point", kill)
+    root = str(tmp_path / method)
     with pytest.raises(_Killed):
-        _run_method(stage1, root, "crt", checkpoint_every_steps=1)
+        _run_method(stage1, root, method, checkpoint_every_steps=1)
     workdir = Workdir(root)
-    assert read_state(workdir.checkpoint_dir(2))["global_step"] == 2
     assert not os.path.exists(workdir.model_path(2, "latest"))
+    if point == "checkpoint":
+        assert read_state(workdir.checkpoint_dir(2))["global_step"] == hit - 1
     monkeypatch.undo()
-    config = dataclasses.replace(_config("crt"), checkpoint_every_steps=1)
+    config = dataclasses.replace(_config(method), checkpoint_every_steps=1)
     run_experiment(config, root, stage="2", evaluate=False, export=False, verbose=0)
-    reference = load_stage_model(runs["crt"][0], 2, "latest").get_weights()
+    reference = load_stage_model(runs[method][0], 2, "latest").get_weights()
     resumed = load_stage_model(workdir, 2, "latest").get_weights()
-    _assert_identical(reference, resumed, "resumed cRT")
+    _assert_identical(reference, resumed, f"resumed {method}")
 
 
 @pytest.mark.slow
