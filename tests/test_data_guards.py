@@ -186,13 +186,13 @@ def _classes_of_files(root, contents_by_class):
 
 def test_readability_check_tries_at_most_max_tries_images_per_class(tmp_path, monkeypatch):
     tries = []
-    original = readable._reader
+    original = readable._checker
 
-    def counting_reader(channels, max_pixels):
+    def counting_checker(channels, max_pixels):
         check = original(channels, max_pixels)
-        return lambda path: tries.append(path) or check(path)
+        return lambda paths: tries.extend(paths) or check(paths)
 
-    monkeypatch.setattr(readable, "_reader", counting_reader)
+    monkeypatch.setattr(readable, "_checker", counting_checker)
     empty, good = b"", _png(7)
     # class 0: 20 empty files then a good one (refused: the first 16 fail);
     # class 1: 3 empty then good (kept); class 2: 2 files, both empty (refused).
@@ -211,7 +211,7 @@ def test_readability_check_tries_at_most_max_tries_images_per_class(tmp_path, mo
 
 def test_readability_check_stops_after_the_block_that_reaches_stop_after(tmp_path, monkeypatch):
     monkeypatch.setattr(readable, "BLOCK", 3)
-    paths, labels = _classes_of_files(tmp_path, [[b""]] * 10)
+    paths, labels = _classes_of_files(tmp_path, [[b"", b""]] * 10)
     refused, checked = readable.unreadable_classes(
         paths, labels, 10, channels=3, max_pixels=10**6, stop_after=4
     )
@@ -234,5 +234,5 @@ def test_a_split_of_empty_files_is_refused_after_a_bounded_check(tmp_path, monke
         custom(data_root=str(root), train=str(train), image_size=8, channels=3)
     message = str(info.value)
     assert "none of the first 16 of its 30 images" in message
-    assert "classes 24..39 not checked after 24 unreadable classes in classes 0..23" in message
+    assert "classes 24..39 not all checked (stopped after 24 unreadable classes)" in message
     assert info.value.counts == {"unreadable_class": 24, "unchecked_classes": 1}

@@ -8,25 +8,26 @@ training by reading and decoding, for each class, its train images in file order
 until one decodes with the pipeline's own decoder (`decode.decode_image`): one
 image per class when the data is sound, e.g. 1,000 decodes for ImageNet-LT.
 
-The cost stays bounded when the data is not sound (say a copy that left every
-file empty): a class is refused once its first `MAX_TRIES` images all fail, and
-the check can stop after the block of `BLOCK` classes in which a given number of
-refused classes was reached. Both rules make broken data cost at most
-`MAX_TRIES * BLOCK` decodes beyond the sound classes before the error.
+The first images of all classes are decoded in one parallel tf.data pass. The
+cost stays bounded when the data is not sound (say a copy that left every file
+empty): a class is refused once its first `MAX_TRIES` images all fail, and the
+check can stop after the block of `BLOCK` retried classes in which a given number
+of refused classes was reached. Broken data then costs at most one decode per
+class plus `MAX_TRIES * BLOCK` before the error.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from concurrent import futures
 
 import numpy as np
 import tensorflow as tf
 
 from keras_oltr.data import decode
 
-# Decodes in flight at once (TensorFlow's decoders release the GIL).
+# Decodes in flight at once, and results fetched at once, in the tf.data pass.
 _WORKERS = 8
+_BATCH = 4096
 # A class whose first MAX_TRIES train images (in file order) all fail is refused.
 MAX_TRIES = 16
 # Classes checked between two looks at the number of refused classes.
@@ -50,18 +51,31 @@ class UnreadableClass:
         return f"its {self.images} image(s)"
 
 
-def _reader(channels: int, max_pixels: int):
-    @tf.function(input_signature=[tf.TensorSpec([], tf.string)], reduce_retracing=True)
-    def shape(path):
-        contents = tf.io.read_file(path)
-        return tf.shape(decode.decode_image(contents, channels, max_pixels=max_pixels))
+def _checker(channels: int, max_pixels: int):
+    """A function of paths -> bool mask: which read and decode (`decode.decode_image`).
 
-    def readable(path: str) -> bool:
-        try:
-            shape(tf.constant(path))
-        except tf.errors.OpError:
-            return False
-        return True
+    One tf.data pass per call, decoding in parallel; an image that fails (missing,
+    unreadable, undecodable, over `max_pixels`) is dropped by `ignore_errors`, so the
+    mask is the set of indices that came through.
+    """
+
+    def check(index, path):
+        image = decode.decode_image(tf.io.read_file(path), channels, max_pixels=max_pixels)
+        return index, tf.shape(image)[0]  # the shape keeps the decode in the graph
+
+    def readable(paths: list[str]) -> np.ndarray:
+        mask = np.zeros(len(paths), bool)
+        if not paths:
+            return mask
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((tf.range(len(paths)), tf.constant(paths)))
+            .map(check, num_parallel_calls=_WORKERS, deterministic=False)
+            .ignore_errors()
+            .batch(_BATCH)
+        )
+        for indices, _ in dataset.as_numpy_iterator():
+            mask[indices] = True
+        return mask
 
     return readable
 
@@ -78,35 +92,46 @@ def unreadable_classes(
 ) -> tuple[list[UnreadableClass], int]:
     """Classes with no readable image among their first `max_tries`, and classes checked.
 
-    Classes are checked in blocks of `BLOCK`; within a block, each class's images
-    are tried in file order one round at a time (round r reads the r-th image of
-    every class of the block still without a readable one), so sound data costs
-    one decode per class. With `stop_after`, the check ends after the block in
-    which that many classes were refused; the second value is then the number of
-    classes checked (labels `0 .. checked-1`), otherwise `num_classes`.
+    The first image of every class is read in one pass, so sound data costs one
+    decode per class. Classes whose first image fails are retried in blocks of
+    `BLOCK`, one round at a time (round r reads the r-th image of every class of the
+    block still without a readable one), up to `max_tries` images. With
+    `stop_after`, the check ends after the block in which that many classes were
+    refused; the second value is then the label of the first class left unchecked
+    (every class below it is checked), otherwise `num_classes`.
     """
     labels = np.asarray(labels)
     order = np.argsort(labels, kind="stable")
     starts = np.searchsorted(labels[order], np.arange(num_classes + 1))
     sizes = np.diff(starts)
-    readable = _reader(channels, max_pixels)
+    readable = _checker(channels, max_pixels)
     failed: list[UnreadableClass] = []
-    with futures.ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        for first in range(0, num_classes, BLOCK):
-            last = min(first + BLOCK, num_classes)
-            pending = [c for c in range(first, last) if sizes[c] > 0]
-            tried = 0
-            while pending:
-                candidates = [str(paths[order[starts[c] + tried]]) for c in pending]
-                results = list(pool.map(readable, candidates))
-                tried += 1
-                still = [c for c, ok in zip(pending, results, strict=True) if not ok]
-                pending = [c for c in still if tried < min(sizes[c], max_tries)]
-                failed += [
-                    UnreadableClass(c, int(sizes[c]), tried, str(paths[order[starts[c]]]))
-                    for c in still
-                    if tried >= min(sizes[c], max_tries)
-                ]
-            if stop_after is not None and len(failed) >= stop_after and last < num_classes:
-                return sorted(failed, key=lambda u: u.label), last
+
+    def first_path(c):
+        return str(paths[order[starts[c]]])
+
+    # Round 1 reads every class's first image in one pass; classes whose first image
+    # fails are retried in blocks, one round (the next image of each) at a time.
+    classes = np.flatnonzero(sizes > 0)
+    passed = readable([first_path(c) for c in classes])
+    retry = [int(c) for c in classes[~passed]]
+    failed = [UnreadableClass(c, 1, 1, first_path(c)) for c in retry if sizes[c] == 1]
+    retry = [c for c in retry if sizes[c] > 1]
+    for block_start in range(0, len(retry), BLOCK):
+        pending = retry[block_start : block_start + BLOCK]
+        tried = 1
+        while pending and tried < max_tries:
+            results = readable([str(paths[order[starts[c] + tried]]) for c in pending])
+            tried += 1
+            still = [c for c, read in zip(pending, results, strict=True) if not read]
+            pending = [c for c in still if tried < min(sizes[c], max_tries)]
+            failed += [
+                UnreadableClass(c, int(sizes[c]), tried, first_path(c))
+                for c in still
+                if tried >= min(sizes[c], max_tries)
+            ]
+        failed += [UnreadableClass(c, int(sizes[c]), tried, first_path(c)) for c in pending]
+        rest = retry[block_start + BLOCK :]
+        if stop_after is not None and len(failed) >= stop_after and rest:
+            return sorted(failed, key=lambda u: u.label), rest[0]
     return sorted(failed, key=lambda u: u.label), num_classes

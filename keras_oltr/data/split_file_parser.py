@@ -40,7 +40,7 @@ PROBLEM_KINDS = {
     "empty_class": "classes with zero train images",
     "classes": "fewer than two known classes (open long-tailed recognition needs two)",
     "unreadable_class": "classes whose train images are all unreadable",
-    "unchecked_classes": "classes not checked for readable images (fix the ones above first)",
+    "unchecked_classes": "classes not all checked for a readable image (fix the ones above first)",
 }
 
 # Byte-order marks and the codec that strips them (UTF-32 LE before UTF-16 LE,

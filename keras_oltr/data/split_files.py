@@ -243,8 +243,8 @@ class SplitFileDataset(base.LongTailDataset):
             if checked < num_classes:
                 problems.add(
                     "unchecked_classes",
-                    f"{train_name}: classes {checked}..{num_classes - 1} not checked after "
-                    f"{len(refused)} unreadable classes in classes 0..{checked - 1}",
+                    f"{train_name}: classes {checked}..{num_classes - 1} not all checked "
+                    f"(stopped after {len(refused)} unreadable classes)",
                 )
         if problems:
             raise SplitFileError(problems)
