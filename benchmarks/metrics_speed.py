@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 from absl import app, flags
+from synthetic import fake_top1
 
 from keras_oltr.evaluation import metrics
 
@@ -21,15 +22,6 @@ _NUM_CLASSES = flags.DEFINE_integer("num_classes", 1000, "Known classes.")
 _OPEN_FRACTION = flags.DEFINE_float("open_fraction", 0.2, "Share of open (-1) test images.")
 _NUM_VAL = flags.DEFINE_integer("num_val", 200_000, "Validation predictions.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the median is reported).")
-
-
-def _fake_predictions(rng, n, k, open_fraction):
-    labels = rng.integers(0, k, n)
-    labels[rng.random(n) < open_fraction] = -1
-    correct = rng.random(n) < 0.4
-    predicted = np.where(correct & (labels >= 0), labels, rng.integers(0, k, n))
-    max_probability = np.clip(rng.beta(2, 2, n) + 0.3 * correct, 0, 1)
-    return predicted, max_probability, labels
 
 
 def _median_seconds(fn, repeats):
@@ -47,9 +39,9 @@ def main(argv):
     n, k = _NUM_SAMPLES.value, _NUM_CLASSES.value
     # ImageNet-LT-like counts: 1280 down to 5.
     counts = np.maximum(5, (1280 * np.exp(-np.arange(k) * 5.5 / k)).astype(np.int64))
-    pred, prob, labels = _fake_predictions(rng, n, k, _OPEN_FRACTION.value)
+    pred, prob, labels = fake_top1(rng, n, k, _OPEN_FRACTION.value)
     reach = rng.gamma(2.0, 1.0, n)
-    val_pred, val_prob, val_labels = _fake_predictions(rng, _NUM_VAL.value, k, 0.2)
+    val_pred, val_prob, val_labels = fake_top1(rng, _NUM_VAL.value, k, 0.2)
     val = {"predicted_class": val_pred, "max_probability": val_prob, "labels": val_labels}
 
     parts = {

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from absl import flags
+from synthetic import fake_top1
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 890_000, "Train images N (and test predictions).")
@@ -131,12 +132,7 @@ def labels_of(k, n, seed=0):
 
 
 def top1_outputs(rng, n, k):
-    labels = rng.integers(0, k, n)
-    labels[rng.random(n) < OPEN_FRACTION] = -1
-    correct = rng.random(n) < 0.4
-    predicted = np.where(correct & (labels >= 0), labels, rng.integers(0, k, n))
-    max_probability = np.clip(rng.beta(2, 2, n) + 0.3 * correct, 0, 1)
-    return predicted, max_probability, labels
+    return fake_top1(rng, n, k, OPEN_FRACTION)
 
 
 def split_path(k, n, folder):
