@@ -105,32 +105,31 @@ def unreadable_classes(
     starts = np.searchsorted(labels[order], np.arange(num_classes + 1))
     sizes = np.diff(starts)
     readable = _checker(channels, max_pixels)
-    failed: list[UnreadableClass] = []
 
     def first_path(c):
         return str(paths[order[starts[c]]])
+
+    def exhausted(c, tried):
+        return tried >= min(sizes[c], max_tries)
+
+    def refuse(classes, tried):
+        return [UnreadableClass(c, int(sizes[c]), tried, first_path(c)) for c in classes]
 
     # Round 1 reads every class's first image in one pass; classes whose first image
     # fails are retried in blocks, one round (the next image of each) at a time.
     classes = np.flatnonzero(sizes > 0)
     passed = readable([first_path(c) for c in classes])
     retry = [int(c) for c in classes[~passed]]
-    failed = [UnreadableClass(c, 1, 1, first_path(c)) for c in retry if sizes[c] == 1]
-    retry = [c for c in retry if sizes[c] > 1]
+    failed = refuse([c for c in retry if exhausted(c, 1)], 1)
+    retry = [c for c in retry if not exhausted(c, 1)]
     for block_start in range(0, len(retry), BLOCK):
-        pending = retry[block_start : block_start + BLOCK]
-        tried = 1
-        while pending and tried < max_tries:
+        pending, tried = retry[block_start : block_start + BLOCK], 1
+        while pending:
             results = readable([str(paths[order[starts[c] + tried]]) for c in pending])
             tried += 1
             still = [c for c, read in zip(pending, results, strict=True) if not read]
-            pending = [c for c in still if tried < min(sizes[c], max_tries)]
-            failed += [
-                UnreadableClass(c, int(sizes[c]), tried, first_path(c))
-                for c in still
-                if tried >= min(sizes[c], max_tries)
-            ]
-        failed += [UnreadableClass(c, int(sizes[c]), tried, first_path(c)) for c in pending]
+            failed += refuse([c for c in still if exhausted(c, tried)], tried)
+            pending = [c for c in still if not exhausted(c, tried)]
         rest = retry[block_start + BLOCK :]
         if stop_after is not None and len(failed) >= stop_after and rest:
             return sorted(failed, key=lambda u: u.label), rest[0]
